@@ -1,0 +1,50 @@
+"""pgwire_pubsub: PostgreSQL LISTEN/NOTIFY in pure Python, a drop-in for pgpubsub.
+
+    import pgwire_pubsub as pgpubsub
+    pubsub = pgpubsub.connect(user="postgres", dbname="test")
+"""
+
+from .client import Connection
+from .conninfo import ConnParams, make_params, parse_dsn
+from .errors import (
+    DatabaseError,
+    DataError,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    ProtocolViolation,
+    QueryCanceled,
+    Warning,
+)
+from .protocol.messages import Notify
+from .pubsub import PubSub, connect, quote_ident
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConnParams",
+    "Connection",
+    "DataError",
+    "DatabaseError",
+    "Error",
+    "IntegrityError",
+    "InterfaceError",
+    "InternalError",
+    "NotSupportedError",
+    "Notify",
+    "OperationalError",
+    "ProgrammingError",
+    "ProtocolViolation",
+    "PubSub",
+    "QueryCanceled",
+    "Warning",
+    "__version__",
+    "connect",
+    "make_params",
+    "parse_dsn",
+    "quote_ident",
+]

@@ -1,0 +1,1 @@
+"""The sans-IO protocol core: messages, decoder, encoders, state machine and steps."""

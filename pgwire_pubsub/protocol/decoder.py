@@ -1,0 +1,277 @@
+"""Incremental decoder for backend messages: bytes in any chunking in, typed messages out.
+
+The decoder is strict: a message must be exactly as long as its fields, every
+string must be NUL-terminated and valid UTF-8, and unknown message types or
+implausible lengths are rejected.  Anything wrong raises ``ProtocolViolation``;
+nothing else escapes.  Messages that were complete before the bad bytes are
+still handed out first, and the error is raised on the next call.
+"""
+
+from __future__ import annotations
+
+from struct import error as StructError
+from struct import unpack_from
+from typing import Callable, Dict, List, Optional, Tuple
+
+from ..errors import ProtocolViolation
+from . import messages as m
+
+# libpq's rule: only these message types may be long; any other over 30000
+# bytes means the stream is corrupt (or not PostgreSQL at all).
+LONG_MESSAGE_TYPES = frozenset(b"TDdVENA")
+MAX_SHORT_MESSAGE = 30000
+MAX_LONG_MESSAGE = 0x3FFFFFFF  # PostgreSQL's own allocation limit, 1 GiB - 1
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _cstring(body: bytes, pos: int, end: int) -> Tuple[str, int]:
+    nul = body.find(0, pos, end)
+    if nul < 0:
+        raise _Malformed("string without terminating NUL")
+    return body[pos:nul].decode("utf-8"), nul + 1
+
+
+def _fields(body: bytes, pos: int, end: int) -> Dict[str, str]:
+    fields: Dict[str, str] = {}
+    while True:
+        if pos >= end:
+            raise _Malformed("field list without terminator")
+        code = body[pos]
+        if code == 0:
+            if pos + 1 != end:
+                raise _Malformed("bytes after the field list")
+            return fields
+        nul = body.find(0, pos + 1, end)
+        if nul < 0:
+            raise _Malformed("field without terminating NUL")
+        # Servers may report startup errors in their own encoding.
+        fields[chr(code)] = body[pos + 1 : nul].decode("utf-8", "replace")
+        pos = nul + 1
+
+
+def _expect_end(pos: int, end: int) -> None:
+    if pos != end:
+        raise _Malformed(f"{end - pos} unexpected bytes at the end of the message")
+
+
+def _authentication(body: bytes, pos: int, end: int) -> m.BackendMessage:
+    (code,) = unpack_from("!i", body, pos)
+    pos += 4
+    if code == 0:
+        _expect_end(pos, end)
+        return m.AuthenticationOk()
+    if code == 3:
+        _expect_end(pos, end)
+        return m.AuthenticationCleartextPassword()
+    if code == 5:
+        _expect_end(pos + 4, end)
+        return m.AuthenticationMD5Password(body[pos : pos + 4])
+    if code == 10:
+        mechanisms = []
+        while True:
+            name, pos = _cstring(body, pos, end)
+            if not name:
+                break
+            mechanisms.append(name)
+        _expect_end(pos, end)
+        return m.AuthenticationSASL(tuple(mechanisms))
+    if code == 11:
+        return m.AuthenticationSASLContinue(body[pos:end])
+    if code == 12:
+        return m.AuthenticationSASLFinal(body[pos:end])
+    return m.AuthenticationUnsupported(code)
+
+
+def _parameter_status(body: bytes, pos: int, end: int) -> m.BackendMessage:
+    name, pos = _cstring(body, pos, end)
+    value, pos = _cstring(body, pos, end)
+    _expect_end(pos, end)
+    return m.ParameterStatus(name, value)
+
+
+def _backend_key_data(body: bytes, pos: int, end: int) -> m.BackendMessage:
+    _expect_end(pos + 8, end)
+    pid, key = unpack_from("!ii", body, pos)
+    return m.BackendKeyData(pid, key)
+
+
+def _ready_for_query(body: bytes, pos: int, end: int) -> m.BackendMessage:
+    _expect_end(pos + 1, end)
+    status = chr(body[pos])
+    if status not in "ITE":
+        raise _Malformed(f"unknown transaction status {status!r}")
+    return m.ReadyForQuery(status)
+
+
+def _row_description(body: bytes, pos: int, end: int) -> m.BackendMessage:
+    (count,) = unpack_from("!h", body, pos)
+    pos += 2
+    names = []
+    for _ in range(count):
+        name, pos = _cstring(body, pos, end)
+        pos += 18  # table oid, column number, type oid, size, modifier, format
+        names.append(name)
+    _expect_end(pos, end)
+    return m.RowDescription(tuple(names))
+
+
+def _data_row(body: bytes, pos: int, end: int) -> m.BackendMessage:
+    (count,) = unpack_from("!h", body, pos)
+    pos += 2
+    values: List[Optional[bytes]] = []
+    for _ in range(count):
+        (size,) = unpack_from("!i", body, pos)
+        pos += 4
+        if size == -1:
+            values.append(None)
+            continue
+        if size < 0 or pos + size > end:
+            raise _Malformed("column value overruns the message")
+        values.append(body[pos : pos + size])
+        pos += size
+    _expect_end(pos, end)
+    return m.DataRow(tuple(values))
+
+
+def _command_complete(body: bytes, pos: int, end: int) -> m.BackendMessage:
+    tag, pos = _cstring(body, pos, end)
+    _expect_end(pos, end)
+    return m.CommandComplete(tag)
+
+
+def _error(body: bytes, pos: int, end: int) -> m.BackendMessage:
+    return m.ErrorResponse(_fields(body, pos, end))
+
+
+def _notice(body: bytes, pos: int, end: int) -> m.BackendMessage:
+    return m.NoticeResponse(_fields(body, pos, end))
+
+
+def _notification(body: bytes, pos: int, end: int) -> m.BackendMessage:
+    (pid,) = unpack_from("!i", body, pos)
+    channel, pos = _cstring(body, pos + 4, end)
+    payload, pos = _cstring(body, pos, end)
+    _expect_end(pos, end)
+    return m.Notify(pid, channel, payload)
+
+
+def _negotiate_protocol_version(body: bytes, pos: int, end: int) -> m.BackendMessage:
+    minor, count = unpack_from("!ii", body, pos)
+    pos += 8
+    if count < 0:
+        raise _Malformed("negative option count")
+    names = []
+    for _ in range(count):
+        name, pos = _cstring(body, pos, end)
+        names.append(name)
+    _expect_end(pos, end)
+    return m.NegotiateProtocolVersion(minor, tuple(names))
+
+
+def _parameter_description(body: bytes, pos: int, end: int) -> m.BackendMessage:
+    (count,) = unpack_from("!h", body, pos)
+    pos += 2
+    if count < 0 or pos + 4 * count != end:
+        raise _Malformed("parameter count does not match the message length")
+    return m.ParameterDescription(unpack_from(f"!{count}I", body, pos))
+
+
+def _empty(message: m.BackendMessage) -> Callable[[bytes, int, int], m.BackendMessage]:
+    def parse(body: bytes, pos: int, end: int) -> m.BackendMessage:
+        _expect_end(pos, end)
+        return message
+
+    return parse
+
+
+_PARSERS: Dict[int, Callable[[bytes, int, int], m.BackendMessage]] = {
+    ord("R"): _authentication,
+    ord("S"): _parameter_status,
+    ord("K"): _backend_key_data,
+    ord("Z"): _ready_for_query,
+    ord("T"): _row_description,
+    ord("D"): _data_row,
+    ord("C"): _command_complete,
+    ord("I"): _empty(m.EmptyQueryResponse()),
+    ord("E"): _error,
+    ord("N"): _notice,
+    ord("A"): _notification,
+    ord("v"): _negotiate_protocol_version,
+    ord("1"): _empty(m.ParseComplete()),
+    ord("2"): _empty(m.BindComplete()),
+    ord("3"): _empty(m.CloseComplete()),
+    ord("n"): _empty(m.NoData()),
+    ord("t"): _parameter_description,
+    ord("s"): _empty(m.PortalSuspended()),
+}
+
+
+class Decoder:
+    """Feed it bytes as they arrive; it returns every message completed so far."""
+
+    __slots__ = ("_error", "_tail")
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._error: Optional[ProtocolViolation] = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held that do not yet form a whole message."""
+        return len(self._tail)
+
+    def feed(self, data: bytes) -> List[m.BackendMessage]:
+        if self._error is not None:
+            raise self._error
+        buf = self._tail + data if self._tail else bytes(data)
+        out: List[m.BackendMessage] = []
+        pos = 0
+        size = len(buf)
+        notify = m.Notify
+        try:
+            while size - pos >= 5:
+                kind = buf[pos]
+                (length,) = unpack_from("!i", buf, pos + 1)
+                if length < 4:
+                    raise _Malformed(f"message length {length} is below the minimum of 4")
+                limit = MAX_LONG_MESSAGE if kind in LONG_MESSAGE_TYPES else MAX_SHORT_MESSAGE
+                if length > limit:
+                    raise _Malformed(f"message length {length} exceeds the limit of {limit}")
+                end = pos + 1 + length
+                if end > size:
+                    break
+                if kind == 65:  # 'A', NotificationResponse: the hot path, inlined
+                    if length < 10:
+                        raise _Malformed("notification too short")
+                    (pid,) = unpack_from("!i", buf, pos + 5)
+                    nul = buf.find(0, pos + 9, end)
+                    if nul < 0 or buf.find(0, nul + 1, end) != end - 1:
+                        raise _Malformed("notification strings are not NUL-terminated")
+                    out.append(
+                        notify(pid, buf[pos + 9 : nul].decode(), buf[nul + 1 : end - 1].decode())
+                    )
+                else:
+                    parse = _PARSERS.get(kind)
+                    if parse is None:
+                        raise _Malformed(f"unknown message type {bytes([kind])!r}")
+                    # A separate body, so no field read can run into the next message.
+                    out.append(parse(buf[pos + 5 : end], 0, length - 4))
+                pos = end
+        except (_Malformed, StructError, UnicodeDecodeError, IndexError) as exc:
+            self._error = ProtocolViolation(
+                f"the server sent a malformed message ({exc}); closing the connection"
+            )
+            self._tail = b""
+            if not out:
+                raise self._error from exc
+            return out
+        self._tail = buf[pos:]
+        return out
+
+    def check(self) -> None:
+        """Raise the protocol violation found by an earlier ``feed``, if any."""
+        if self._error is not None:
+            raise self._error

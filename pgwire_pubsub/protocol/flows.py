@@ -1,0 +1,115 @@
+"""Protocol steps written once, as generators that any I/O layer can drive.
+
+A step yields ``bytes`` when it wants them sent (the driver resumes it with
+None) and yields ``None`` when it needs to read (the driver resumes it with
+the bytes received, ``b""`` at end of stream).  Its return value is the
+step's result.  The blocking client and an asyncio client only differ in how
+they move those bytes and wait.
+"""
+
+from __future__ import annotations
+
+from typing import Generator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+
+from ..auth import Authenticator
+from ..errors import DatabaseError, OperationalError, ProtocolViolation, error_from_fields
+from . import frontend
+from . import messages as m
+from .machine import Protocol
+
+T = TypeVar("T")
+Step = Generator[Optional[bytes], Optional[bytes], T]
+
+Row = Tuple[Optional[str], ...]
+
+
+def receive(proto: Protocol) -> Step[m.BackendMessage]:
+    """The next message queued for a step, reading as much as that takes."""
+    while True:
+        message = proto.next_message()
+        if message is not None:
+            return message
+        data = yield None
+        proto.receive_data(data or b"")
+
+
+def negotiate_tls() -> Step[bool]:
+    """SSLRequest: True when the server agrees to TLS, False when it refuses."""
+    yield frontend.ssl_request()
+    answer = yield None
+    if not answer:
+        raise OperationalError(f"the server closed the connection after SSLRequest; {_HINT}")
+    if answer[:1] == b"N" and len(answer) == 1:
+        return False
+    if answer[:1] == b"S":
+        if len(answer) > 1:
+            # CVE-2021-23222: bytes injected before the handshake must not be
+            # taken as if they had come through TLS.
+            raise ProtocolViolation(
+                "the server sent unencrypted data after agreeing to TLS; refusing the "
+                "connection (a man-in-the-middle may be injecting data)"
+            )
+        return True
+    if answer[:1] == b"E":
+        raise OperationalError(
+            "the server answered the TLS request with an error; it may be too old or "
+            "not PostgreSQL: try sslmode=disable"
+        )
+    raise ProtocolViolation(f"invalid answer to the TLS request: {answer[:16]!r}")
+
+
+_HINT = "is it a PostgreSQL server?"
+
+
+def startup(proto: Protocol, parameters: Mapping[str, str], auth: Authenticator) -> Step[None]:
+    """StartupMessage, authentication, and the session's parameters up to ReadyForQuery."""
+    yield proto.start(parameters)
+    while True:
+        message = yield from receive(proto)
+        if isinstance(message, m.ReadyForQuery):
+            return
+        if isinstance(message, m.ErrorResponse):
+            proto.mark_lost()
+            error = error_from_fields(message.fields)
+            if isinstance(error, OperationalError):
+                raise error
+            raise OperationalError(str(error), message.fields)
+        if isinstance(message, (m.BackendKeyData, m.NegotiateProtocolVersion)):
+            continue
+        answer = auth.respond(message)
+        if answer is not None:
+            yield proto.send_auth(answer)
+
+
+def _collect(proto: Protocol) -> Step[List[Row]]:
+    """Rows of a command until its ReadyForQuery; a server error is raised after it."""
+    rows: List[Row] = []
+    error: Optional[DatabaseError] = None
+    while True:
+        message = yield from receive(proto)
+        if isinstance(message, m.DataRow):
+            rows.append(tuple(None if v is None else v.decode("utf-8") for v in message.values))
+        elif isinstance(message, m.ErrorResponse):
+            error = error_from_fields(message.fields)
+        elif isinstance(message, m.ReadyForQuery):
+            if error is not None:
+                raise error
+            return rows
+
+
+def simple_query(proto: Protocol, sql: str) -> Step[List[Row]]:
+    """Run SQL with the simple protocol; rows of every result, as text."""
+    yield proto.send_command(frontend.query(sql))
+    return (yield from _collect(proto))
+
+
+def extended_query(proto: Protocol, sql: str, params: Sequence[Optional[str]]) -> Step[List[Row]]:
+    """Run one statement with text parameters: Parse, Bind, Execute, Sync in one write."""
+    message = (
+        frontend.parse("", sql, [frontend.TEXT_OID] * len(params))
+        + frontend.bind("", "", params)
+        + frontend.execute()
+        + frontend.sync()
+    )
+    yield proto.send_command(message)
+    return (yield from _collect(proto))

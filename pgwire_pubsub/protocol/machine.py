@@ -1,0 +1,223 @@
+"""The connection's protocol state machine: what may be sent when, and where each message goes.
+
+No sockets, clocks or threads here.  The caller sends the bytes that the
+``start``/``send_*`` methods return, and hands every received chunk to
+``receive_data``.  Asynchronous messages (NotificationResponse,
+NoticeResponse, ParameterStatus) are taken care of here, in any state,
+before the per-state rules apply; everything else is queued for the
+protocol step that waits for it (see ``flows``).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from typing import Deque, Dict, List, Mapping, Optional
+
+from ..errors import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    ProtocolViolation,
+    error_from_fields,
+)
+from . import frontend
+from . import messages as m
+from .decoder import Decoder
+
+logger = logging.getLogger("pgwire_pubsub")
+
+MAX_NOTICES = 50  # as psycopg2 keeps them
+
+_NOTICE_LEVELS = {
+    "WARNING": logging.WARNING,
+    "NOTICE": logging.INFO,
+    "INFO": logging.INFO,
+    "LOG": logging.INFO,
+    "DEBUG": logging.DEBUG,
+}
+
+CONNECTION_LOST = (
+    "server closed the connection unexpectedly; this probably means the server "
+    "terminated abnormally before or while processing the request"
+)
+
+
+class State(enum.Enum):
+    NEW = "new"  # nothing sent yet
+    STARTUP = "startup"  # StartupMessage sent, until the first ReadyForQuery
+    READY = "ready"  # idle: a command may be sent
+    BUSY = "busy"  # a command is in flight, until its ReadyForQuery
+    CLOSED = "closed"  # terminated, lost or broken: nothing more is sent or accepted
+
+
+_STARTUP_MESSAGES = (
+    m.AuthenticationOk,
+    m.AuthenticationCleartextPassword,
+    m.AuthenticationMD5Password,
+    m.AuthenticationSASL,
+    m.AuthenticationSASLContinue,
+    m.AuthenticationSASLFinal,
+    m.AuthenticationUnsupported,
+    m.BackendKeyData,
+    m.NegotiateProtocolVersion,
+    m.ErrorResponse,
+    m.ReadyForQuery,
+)
+
+_COMMAND_MESSAGES = (
+    m.RowDescription,
+    m.DataRow,
+    m.CommandComplete,
+    m.EmptyQueryResponse,
+    m.ErrorResponse,
+    m.ParseComplete,
+    m.BindComplete,
+    m.CloseComplete,
+    m.NoData,
+    m.ParameterDescription,
+    m.PortalSuspended,
+    m.ReadyForQuery,
+)
+
+
+def format_notice(fields: Mapping[str, str]) -> str:
+    severity = fields.get("V") or fields.get("S") or "NOTICE"
+    return f"{severity}:  {fields.get('M', '')}\n"
+
+
+class Protocol:
+    """One PostgreSQL session's protocol state, fed bytes from any I/O layer."""
+
+    def __init__(self) -> None:
+        self.state = State.NEW
+        self._decoder = Decoder()
+        self._inbox: Deque[m.BackendMessage] = deque()
+        self.notifications: Deque[m.Notify] = deque()
+        self.notices: List[str] = []
+        self.parameters: Dict[str, str] = {}
+        self.backend_pid: Optional[int] = None
+        self.secret_key: Optional[int] = None
+        self.transaction_status: Optional[str] = None
+        # A FATAL error the server announced before closing (e.g. the backend
+        # was terminated): it explains the end of the stream that follows.
+        self.fatal_error: Optional[DatabaseError] = None
+
+    # -- sending ---------------------------------------------------------
+
+    def start(self, parameters: Mapping[str, str]) -> bytes:
+        self._require(State.NEW, "start up")
+        self.state = State.STARTUP
+        return frontend.startup_message(parameters)
+
+    def send_auth(self, message: bytes) -> bytes:
+        self._require(State.STARTUP, "answer an authentication request")
+        return message
+
+    def send_command(self, message: bytes) -> bytes:
+        """A Query, or a Parse/Bind/Execute.../Sync group: one ReadyForQuery ends it."""
+        self._require(State.READY, "send a command")
+        self.state = State.BUSY
+        return message
+
+    def terminate(self) -> bytes:
+        """The Terminate message, or nothing when the session is already over."""
+        was = self.state
+        self.state = State.CLOSED
+        if was in (State.READY, State.BUSY, State.STARTUP):
+            return frontend.terminate()
+        return b""
+
+    def _require(self, state: State, action: str) -> None:
+        if self.state is state:
+            return
+        if self.state is State.CLOSED:
+            raise InterfaceError(f"cannot {action}: the connection is closed")
+        if self.state is State.BUSY:
+            raise InterfaceError(
+                f"cannot {action}: another command is in progress on this connection"
+            )
+        raise InterfaceError(f"cannot {action} while the connection is {self.state.value}")
+
+    # -- receiving -------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Take a chunk from the server; ``b""`` means the server closed the stream."""
+        if self.state is State.CLOSED:
+            return
+        if not data:
+            self.state = State.CLOSED
+            raise self.lost_error()
+        try:
+            received = self._decoder.feed(data)
+        except ProtocolViolation:
+            self.state = State.CLOSED
+            raise
+        for message in received:
+            kind = type(message)
+            if kind is m.Notify:
+                self.notifications.append(message)  # type: ignore[arg-type]
+            elif kind is m.NoticeResponse:
+                self._notice(message.fields)  # type: ignore[union-attr]
+            elif kind is m.ParameterStatus:
+                self.parameters[message.name] = message.value  # type: ignore[union-attr]
+            else:
+                self._dispatch(message)
+        try:
+            self._decoder.check()
+        except ProtocolViolation:
+            self.state = State.CLOSED
+            raise
+
+    def _dispatch(self, message: m.BackendMessage) -> None:
+        state = self.state
+        if state is State.STARTUP and isinstance(message, _STARTUP_MESSAGES):
+            if isinstance(message, m.BackendKeyData):
+                self.backend_pid, self.secret_key = message.pid, message.secret_key
+        elif state is State.BUSY and isinstance(message, _COMMAND_MESSAGES):
+            pass
+        elif isinstance(message, m.ErrorResponse) and state is State.READY:
+            # Only a FATAL error can come unasked; the server closes right after.
+            self.fatal_error = error_from_fields(message.fields)
+            return
+        else:
+            self.state = State.CLOSED
+            name = type(message).__name__
+            raise ProtocolViolation(
+                f"the server sent {name} while the connection was {state.value}; "
+                "closing the connection"
+            )
+        if isinstance(message, m.ReadyForQuery):
+            self.state = State.READY
+            self.transaction_status = message.status
+        self._inbox.append(message)
+
+    def next_message(self) -> Optional[m.BackendMessage]:
+        """The next message a protocol step waits for, or None when it must read more."""
+        return self._inbox.popleft() if self._inbox else None
+
+    def lost_error(self) -> OperationalError:
+        """The error that explains why the stream ended."""
+        fatal = self.fatal_error
+        if isinstance(fatal, OperationalError):
+            return fatal
+        if fatal is not None:
+            return OperationalError(str(fatal), fatal.fields)
+        if self._decoder.buffered:
+            return ProtocolViolation(
+                f"the connection ended inside a message ({self._decoder.buffered} bytes "
+                f"of it received); {CONNECTION_LOST}"
+            )
+        return OperationalError(CONNECTION_LOST)
+
+    def mark_lost(self) -> None:
+        self.state = State.CLOSED
+
+    def _notice(self, fields: Mapping[str, str]) -> None:
+        text = format_notice(fields)
+        self.notices.append(text)
+        if len(self.notices) > MAX_NOTICES:
+            del self.notices[: len(self.notices) - MAX_NOTICES]
+        severity = fields.get("V") or fields.get("S") or "NOTICE"
+        logger.log(_NOTICE_LEVELS.get(severity, logging.INFO), "server %s", text.rstrip())

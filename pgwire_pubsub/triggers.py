@@ -1,0 +1,71 @@
+"""Table changes as notifications, as pgpubsub.triggers offered.
+
+Each INSERT, UPDATE or DELETE on a table with the trigger sends the row (the
+old row for DELETE) as a JSON object with an added ``tg_op`` key, on a
+channel named exactly after the table.  As with any NOTIFY, a row whose JSON
+is 8000 bytes or more makes the write fail.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple, Union
+
+from .pubsub import ConnectionLike, as_connection, quote_ident
+
+FUNCTION_NAME = "pgwire_pubsub_tables_notify"
+TRIGGER_NAME = "pgwire_pubsub_notify"
+
+TableName = Union[str, Tuple[str, str]]
+
+_FUNCTION_SQL = f"""
+CREATE OR REPLACE FUNCTION {FUNCTION_NAME}() RETURNS trigger
+LANGUAGE plpgsql AS $body$
+DECLARE
+    rec record;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        rec := OLD;
+    ELSE
+        rec := NEW;
+    END IF;
+    PERFORM pg_notify(
+        TG_TABLE_NAME,
+        (to_jsonb(rec) || jsonb_build_object('tg_op', TG_OP))::text
+    );
+    RETURN rec;
+END;
+$body$
+"""
+
+
+def qualified_name(table: TableName) -> str:
+    """Quote ``table``: a name, ``"schema.name"`` (split at the first dot) or a (schema, name).
+
+    Names are exact (no case folding), so any string is safe to pass.
+    """
+    if isinstance(table, tuple):
+        schema, name = table
+        return f"{quote_ident(schema)}.{quote_ident(name)}"
+    if not isinstance(table, str) or not table:
+        raise ValueError(f"a table name must be a non-empty str or (schema, table): {table!r}")
+    if "\0" in table:
+        raise ValueError("a table name cannot contain a NUL character")
+    schema, dot, name = table.partition(".")
+    if dot and schema and name:
+        return f"{quote_ident(schema)}.{quote_ident(name)}"
+    return quote_ident(table)
+
+
+def create_tables_notify_func(conn: ConnectionLike) -> None:
+    """Create (or replace) the trigger function that sends table changes as notifications."""
+    as_connection(conn).execute(_FUNCTION_SQL)
+
+
+def create_table_notify_trigger(conn: ConnectionLike, tablename: TableName) -> None:
+    """Attach the notify trigger to ``tablename`` (replacing an earlier one)."""
+    table = qualified_name(tablename)
+    as_connection(conn).execute(
+        f"DROP TRIGGER IF EXISTS {TRIGGER_NAME} ON {table}; "
+        f"CREATE TRIGGER {TRIGGER_NAME} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+        f"FOR EACH ROW EXECUTE PROCEDURE {FUNCTION_NAME}()"
+    )

@@ -1,0 +1,547 @@
+"""Throwaway PostgreSQL servers for the test suite (no pytest dependency).
+
+* ``Cluster``: a private cluster built from the local server binaries in a temp dir,
+  with TLS, one role per authentication method and an explicit pg_hba.conf.
+* ``ExternalServer``: a server named by the ``PGWIRE_TEST_DSN`` environment variable.
+* ``ContainerServer``: ``postgres:15`` through testcontainers, when Docker answers.
+
+All three offer ``dsn_kwargs()``, ``dsn()``, ``psql()`` and ``popen_psql()``, plus the
+capability flags ``has_roles``, ``has_tls`` and ``can_restart`` so tests can skip.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple, TypeVar
+
+T = TypeVar("T")
+
+# role -> password (None: no password); auth method of each role in pg_hba.conf
+ROLES: Dict[str, Optional[str]] = {
+    "trust_user": None,
+    "password_user": "password_pw",
+    "md5_user": "md5_pw",
+    "scram_user": "scram_pw",
+    "tls_user": "tls_pw",
+    "postgres": None,
+}
+AUTH_METHOD: Dict[str, str] = {
+    "trust_user": "trust",
+    "password_user": "password",
+    "md5_user": "md5",
+    "scram_user": "scram-sha-256",
+    "tls_user": "scram-sha-256",  # hostssl only; hostnossl and local are rejected
+    "postgres": "trust",
+}
+auth_method = AUTH_METHOD
+
+PSQL_FLAGS = ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"]
+_RUN_AS = "postgres"
+
+
+class Unavailable(Exception):
+    """No PostgreSQL server can be provided; the message says why."""
+
+
+class PsqlError(RuntimeError):
+    def __init__(self, returncode: int, stderr: str) -> None:
+        super().__init__(f"psql exited with {returncode}: {stderr.strip()}")
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
+             message: Optional[str] = None) -> T:
+    """Poll ``predicate`` until it returns something truthy; return that value.
+
+    Raises AssertionError after ``timeout`` seconds. Use this instead of sleeps.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            what = message or getattr(predicate, "__name__", repr(predicate))
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class LineReader:
+    """Collects a text stream's lines in a thread, so a test can wait for one.
+
+    E.g. ``LineReader(proc.stdout).wait_for_line('Asynchronous notification')``.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: List[str] = []
+        self._stream = stream
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for_line(self, substring: str, timeout: float = 10.0, start: int = 0) -> str:
+        """The first line (from index ``start``) containing ``substring``."""
+        def found() -> str:
+            return next((ln for ln in self.lines[start:] if substring in ln), "")
+        try:
+            return wait_for(found, timeout, message=f"a line containing {substring!r}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; lines so far: {self.lines[start:]!r}") from None
+
+
+def find_pg_bindir() -> Optional[str]:
+    """Directory holding initdb/pg_ctl/postgres, or None if there is none."""
+    env = os.environ.get("PGWIRE_PG_BINDIR")
+    if env:
+        return env
+    try:
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        if out and os.path.exists(os.path.join(out, "initdb")):
+            return out
+    except (OSError, subprocess.SubprocessError):
+        pass
+    dirs = glob.glob("/usr/lib/postgresql/*/bin/initdb")
+    if dirs:
+        def version(path: str) -> Tuple[int, ...]:
+            v = path.split("/")[-3]
+            return tuple(int(x) for x in re.findall(r"\d+", v))
+        return os.path.dirname(max(dirs, key=version))
+    initdb = shutil.which("initdb")
+    return os.path.dirname(initdb) if initdb else None
+
+
+def find_psql() -> Optional[str]:
+    return shutil.which("psql") or (
+        "/usr/bin/psql" if os.path.exists("/usr/bin/psql") else None)
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def _free_port(ipv6: bool) -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    if ipv6:
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
+                s6.bind(("::1", port))
+        except OSError:
+            return _free_port(ipv6)
+    return port
+
+
+def _quote(value: object) -> str:
+    s = str(value)
+    if s and re.fullmatch(r"[^\s'\\]+", s):
+        return s
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def make_dsn(params: Dict[str, Any]) -> str:
+    """A libpq key=value string from a dict (None values are left out)."""
+    return " ".join(f"{k}={_quote(v)}" for k, v in params.items() if v is not None)
+
+
+def parse_dsn(dsn: str) -> Dict[str, str]:
+    """Parse a libpq key=value string or a postgres:// URI (single host only)."""
+    if re.match(r"postgres(ql)?://", dsn):
+        u = urllib.parse.urlsplit(dsn)
+        out: Dict[str, str] = {}
+        if u.hostname:
+            out["host"] = urllib.parse.unquote(u.hostname)
+        if u.port:
+            out["port"] = str(u.port)
+        if u.username:
+            out["user"] = urllib.parse.unquote(u.username)
+        if u.password is not None:
+            out["password"] = urllib.parse.unquote(u.password)
+        if u.path.strip("/"):
+            out["dbname"] = urllib.parse.unquote(u.path.lstrip("/"))
+        out.update(urllib.parse.parse_qsl(u.query))
+        return out
+    pattern = r"\s*(\w+)\s*=\s*('((?:[^'\\]|\\.)*)'|\S+)"
+    out = {}
+    for m in re.finditer(pattern, dsn):
+        value = m.group(2)
+        if m.group(3) is not None:
+            value = re.sub(r"\\(.)", r"\1", m.group(3))
+        out[m.group(1)] = value
+    return out
+
+
+class Server:
+    """What every test server offers; subclasses fill in ``_base_params``."""
+
+    has_roles = False
+    has_tls = False
+    can_restart = False
+    ca_file: Optional[str] = None
+    other_ca_file: Optional[str] = None
+    socket_dir: Optional[str] = None
+    host = "127.0.0.1"
+    port = 0
+
+    def _base_params(self, role: str) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def dsn_kwargs(self, role: str = "postgres", **over: Any) -> Dict[str, Any]:
+        """Keyword arguments for ``pgwire_pubsub.connect``; an override of None drops a key."""
+        params = self._base_params(role)
+        params.update(over)
+        return {k: v for k, v in params.items() if v is not None}
+
+    def dsn(self, role: str = "postgres", **over: Any) -> str:
+        """The same connection as a libpq key=value string."""
+        return make_dsn(self.dsn_kwargs(role, **over))
+
+    def _psql_command(self, role: str, dbname: str, over: Dict[str, Any],
+                      extra: List[str]) -> Tuple[List[str], Dict[str, str]]:
+        psql = find_psql()
+        if psql is None:
+            raise Unavailable("psql not found")
+        params = self.dsn_kwargs(role, dbname=dbname, **over)
+        password = params.pop("password", None)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        if password is not None:
+            env["PGPASSWORD"] = str(password)
+        env.setdefault("PGCONNECT_TIMEOUT", "10")
+        return [psql, *PSQL_FLAGS, *extra, "-d", make_dsn(params)], env
+
+    def psql(self, sql: str, role: str = "postgres", dbname: str = "postgres",
+             timeout: float = 30, **over: Any) -> str:
+        """Run ``sql`` with psql as ``role``; return stdout, raise PsqlError on failure.
+
+        ``over`` overrides connection keywords (host, password, sslmode, sslrootcert...).
+        """
+        argv, env = self._psql_command(role, dbname, over, ["-c", sql])
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise PsqlError(proc.returncode, proc.stderr)
+        return proc.stdout
+
+    def popen_psql(self, role: str = "postgres", dbname: str = "postgres",
+                   args: Tuple[str, ...] = (), **over: Any) -> subprocess.Popen[str]:
+        """A long-running psql reading SQL from its stdin pipe (text, line-buffered)."""
+        argv, env = self._psql_command(role, dbname, over, list(args))
+        return subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, bufsize=1)
+
+    def restart(self, mode: str = "fast") -> None:
+        raise Unavailable(f"{type(self).__name__} cannot restart")
+
+    def cleanup(self) -> None:
+        pass
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+_live: List[Cluster] = []
+
+
+@atexit.register
+def _cleanup_all() -> None:  # safety net for interrupted sessions
+    for cluster in list(_live):
+        cluster.cleanup(mode="immediate")
+
+
+class Cluster(Server):
+    """A private PostgreSQL cluster in a temp dir, built from the local binaries."""
+
+    has_roles = True
+    can_restart = True
+
+    def __init__(self, tls: bool = True, bindir: Optional[str] = None,
+                 settings: Optional[Dict[str, str]] = None) -> None:
+        self.tls = self.has_tls = tls
+        found = bindir or find_pg_bindir()
+        if found is None:
+            raise Unavailable("PostgreSQL server binaries (initdb) not found")
+        self.bindir: str = found
+        self.settings = dict(settings or {})
+        self.ipv6 = has_ipv6_loopback()
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            try:
+                pwd.getpwnam(_RUN_AS)
+            except KeyError:
+                raise Unavailable(f"running as root but there is no {_RUN_AS!r} user") from None
+        self.tmpdir: Optional[str] = None
+        self.running = False
+
+    # -- paths ---------------------------------------------------------------
+    def _path(self, *parts: str) -> str:
+        assert self.tmpdir is not None, "cluster not started"
+        return os.path.join(self.tmpdir, *parts)
+
+    @property
+    def datadir(self) -> str:
+        return self._path("data")
+
+    @property
+    def logfile(self) -> str:
+        return self._path("postgres.log")
+
+    def log(self) -> str:
+        try:
+            with open(self.logfile, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    # -- running the binaries -------------------------------------------------
+    def _run(self, prog: str, *args: str, timeout: float = 120) -> str:
+        argv = [os.path.join(self.bindir, prog), *args]
+        if self.as_root:
+            argv = ["runuser", "-u", _RUN_AS, "--", *argv]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env.update(LC_ALL="C", LANG="C")
+        proc = subprocess.run(argv, cwd=self.tmpdir, env=env, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{prog} failed ({proc.returncode}): {proc.stderr.strip()}\n"
+                               f"--- server log ---\n{self.log()[-3000:]}")
+        return proc.stdout
+
+    def _chown(self, path: str) -> None:
+        if self.as_root:
+            pw = pwd.getpwnam(_RUN_AS)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> Cluster:
+        if self.running:
+            return self
+        if self.tmpdir is None:
+            self._create()
+            _live.append(self)
+        else:
+            self._pg_ctl_start()
+        return self
+
+    def _create(self) -> None:
+        self.tmpdir = self.socket_dir = tempfile.mkdtemp(prefix="pgwire-test-", dir="/tmp")
+        os.chmod(self.tmpdir, 0o755)
+        self._chown(self.tmpdir)
+        self._run("initdb", "-D", self.datadir, "--auth=trust", "--username=postgres",
+                  "--encoding=UTF8", "--locale=C", "--no-sync")
+        if self.tls:
+            self._make_certs()
+        self._write_hba()
+        for attempt in range(3):
+            self.port = _free_port(self.ipv6)
+            self._write_conf()
+            try:
+                self._pg_ctl_start()
+                break
+            except RuntimeError:
+                if attempt == 2 or "could not bind" not in self.log():
+                    raise
+        self._create_roles()
+
+    def _pg_ctl_start(self) -> None:
+        self._run("pg_ctl", "-D", self.datadir, "-l", self.logfile, "-w", "-t", "60", "start")
+        self.running = True
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.running:
+            self._run("pg_ctl", "-D", self.datadir, "-m", mode, "-w", "-t", "60", "stop")
+            self.running = False
+
+    def restart(self, mode: str = "fast") -> None:
+        """Stop (``fast`` or ``immediate``) and start again on the same port."""
+        self.stop(mode)
+        self._pg_ctl_start()
+
+    def cleanup(self, mode: str = "fast") -> None:
+        try:
+            self.stop(mode)
+        except Exception:
+            if mode != "immediate":
+                self.stop("immediate")
+        finally:
+            if self.tmpdir is not None:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
+                self.tmpdir = self.socket_dir = None
+            if self in _live:
+                _live.remove(self)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    # -- configuration ---------------------------------------------------------
+    def _openssl(self, *args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=self._path("tls"), check=True,
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    def _make_ca(self, name: str) -> str:
+        self._openssl("req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
+                      "ec_paramgen_curve:prime256v1", "-keyout", f"{name}.key",
+                      "-out", f"{name}.crt", "-days", "3650", "-subj", f"/CN=pgwire {name}",
+                      "-addext", "basicConstraints=critical,CA:TRUE",
+                      "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        return self._path("tls", f"{name}.crt")
+
+    def _make_certs(self) -> None:
+        os.mkdir(self._path("tls"))
+        self.ca_file = self._make_ca("ca")
+        self.other_ca_file = self._make_ca("other_ca")
+        with open(self._path("tls", "server.ext"), "w") as f:
+            f.write("subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                    "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\n"
+                    "authorityKeyIdentifier=keyid\n")
+        self._openssl("req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
+                      "ec_paramgen_curve:prime256v1", "-keyout", "server.key",
+                      "-out", "server.csr", "-subj", "/CN=pgwire test server")
+        self._openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                      "-CAcreateserial", "-out", "server.crt", "-days", "3650",
+                      "-extfile", "server.ext")
+        self.server_cert_file = self._path("tls", "server.crt")
+        self.server_key_file = self._path("tls", "server.key")
+        os.chmod(self.server_key_file, 0o600)
+        self._chown(self.server_key_file)
+
+    def _write_conf(self) -> None:
+        listen = "127.0.0.1,::1" if self.ipv6 else "127.0.0.1"
+        conf = {
+            "listen_addresses": f"'{listen}'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.tmpdir}'",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "max_connections": "50",
+            "shared_buffers": "16MB",
+            "log_connections": "on",
+            "ssl": "on" if self.tls else "off",
+        }
+        if self.tls:
+            conf.update(ssl_cert_file=f"'{self.server_cert_file}'",
+                        ssl_key_file=f"'{self.server_key_file}'")
+        conf.update(self.settings)
+        # appended last, so these win over initdb's defaults (and earlier attempts)
+        with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
+            f.write("\n# pgwire test settings\n")
+            f.writelines(f"{k} = {v}\n" for k, v in conf.items())
+
+    def _write_hba(self) -> None:
+        nets = ["127.0.0.1/32", "::1/128"]
+        lines = ["# TYPE     DATABASE  USER  ADDRESS  METHOD"]
+        for role, method in AUTH_METHOD.items():
+            if role == "tls_user":
+                lines.append(f"local all {role} reject")
+                lines += [f"hostssl all {role} {net} {method}" for net in nets]
+                lines += [f"hostnossl all {role} {net} reject" for net in nets]
+            else:
+                lines.append(f"local all {role} {method}")
+                lines += [f"host all {role} {net} {method}" for net in nets]
+        with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def _create_roles(self) -> None:
+        stmts = []
+        for role, password in ROLES.items():
+            if role == "postgres":
+                continue
+            enc = "md5" if AUTH_METHOD[role] == "md5" else "scram-sha-256"
+            stmts.append(f"SET password_encryption = '{enc}'")
+            pw = f" PASSWORD '{password}'" if password else ""
+            stmts.append(f"CREATE ROLE {role} LOGIN{pw}")
+        self.psql("; ".join(stmts))
+        self.psql("CREATE DATABASE pubsub")
+        for db in ("postgres", "pubsub"):
+            self.psql("GRANT ALL ON SCHEMA public TO PUBLIC", dbname=db)
+
+    def _base_params(self, role: str) -> Dict[str, Any]:
+        return {"host": self.host, "port": self.port, "user": role,
+                "password": ROLES.get(role), "dbname": "postgres"}
+
+
+class ExternalServer(Server):
+    """A server given by a DSN (``PGWIRE_TEST_DSN``); its own user stands for 'postgres'.
+
+    The special roles, TLS and restarts are not available (tests skip on the flags),
+    except that ``PGWIRE_TEST_SSLROOTCERT`` names a CA file and turns ``has_tls`` on.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.params = parse_dsn(dsn)
+        self.host = self.params.get("host", "127.0.0.1")
+        self.port = int(self.params.get("port", "5432"))
+        self.ca_file = os.environ.get("PGWIRE_TEST_SSLROOTCERT") or None
+        self.has_tls = self.ca_file is not None
+
+    def _base_params(self, role: str) -> Dict[str, Any]:
+        params: Dict[str, Any] = {"dbname": "postgres", **self.params, "port": self.port}
+        if role != "postgres":
+            params.update(user=role, password=ROLES.get(role))
+        return params
+
+
+def docker_available(timeout: float = 3.0) -> bool:
+    """True if the testcontainers package imports and a Docker engine answers."""
+    try:
+        import docker  # type: ignore[import-untyped]
+        import testcontainers.postgres  # noqa: F401
+
+        docker.from_env(timeout=int(timeout)).ping()
+        return True
+    except Exception:
+        return False
+
+
+class ContainerServer(Server):
+    """``postgres:15`` in Docker via testcontainers (no TLS, no special roles, no restart)."""
+
+    def __init__(self) -> None:
+        from testcontainers.postgres import PostgresContainer
+
+        self.container = PostgresContainer("postgres:15", username="postgres",
+                                           password="postgres", dbname="postgres")
+        self.container.start()
+        self.host = self.container.get_container_host_ip()
+        self.port = int(self.container.get_exposed_port(5432))
+
+    def _base_params(self, role: str) -> Dict[str, Any]:
+        return {"host": self.host, "port": self.port, "user": "postgres",
+                "password": "postgres", "dbname": "postgres"}
+
+    def psql(self, sql: str, role: str = "postgres", dbname: str = "postgres",
+             timeout: float = 30, **over: Any) -> str:
+        if find_psql() is not None:
+            return super().psql(sql, role, dbname, timeout, **over)
+        code, out = self.container.get_wrapped_container().exec_run(
+            ["psql", *PSQL_FLAGS, "-U", "postgres", "-d", dbname, "-c", sql], demux=True)
+        if code != 0:
+            raise PsqlError(code, (out[1] or b"").decode())
+        return (out[0] or b"").decode()
+
+    def cleanup(self) -> None:
+        self.container.stop()

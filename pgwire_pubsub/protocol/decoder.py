@@ -109,6 +109,8 @@ def _ready_for_query(body: bytes, pos: int, end: int) -> m.BackendMessage:
 def _row_description(body: bytes, pos: int, end: int) -> m.BackendMessage:
     (count,) = unpack_from("!h", body, pos)
     pos += 2
+    if count < 0:
+        raise _Malformed("negative column count")
     names = []
     for _ in range(count):
         name, pos = _cstring(body, pos, end)
@@ -121,6 +123,8 @@ def _row_description(body: bytes, pos: int, end: int) -> m.BackendMessage:
 def _data_row(body: bytes, pos: int, end: int) -> m.BackendMessage:
     (count,) = unpack_from("!h", body, pos)
     pos += 2
+    if count < 0:
+        raise _Malformed("negative column count")
     values: List[Optional[bytes]] = []
     for _ in range(count):
         (size,) = unpack_from("!i", body, pos)
@@ -209,13 +213,17 @@ _PARSERS: Dict[int, Callable[[bytes, int, int], m.BackendMessage]] = {
 }
 
 
+_KNOWN_TYPES = frozenset(_PARSERS)
+
+
 class Decoder:
     """Feed it bytes as they arrive; it returns every message completed so far."""
 
-    __slots__ = ("_error", "_tail")
+    __slots__ = ("_error", "_need", "_tail")
 
     def __init__(self) -> None:
-        self._tail = b""
+        self._tail = bytearray()
+        self._need = 0  # bytes the tail must reach before parsing can make progress
         self._error: Optional[ProtocolViolation] = None
 
     @property
@@ -226,14 +234,27 @@ class Decoder:
     def feed(self, data: bytes) -> List[m.BackendMessage]:
         if self._error is not None:
             raise self._error
-        buf = self._tail + data if self._tail else bytes(data)
+        tail = self._tail
+        if tail:
+            tail += data  # amortised append: a large message in small chunks stays linear
+            if len(tail) < self._need:
+                return []
+            buf = bytes(tail)
+        else:
+            buf = data if type(data) is bytes else bytes(data)
         out: List[m.BackendMessage] = []
         pos = 0
         size = len(buf)
+        need = 0
         notify = m.Notify
         try:
-            while size - pos >= 5:
+            while pos < size:
                 kind = buf[pos]
+                if kind not in _KNOWN_TYPES:
+                    raise _Malformed(f"unknown message type {bytes([kind])!r}")
+                if size - pos < 5:
+                    need = 5
+                    break
                 (length,) = unpack_from("!i", buf, pos + 1)
                 if length < 4:
                     raise _Malformed(f"message length {length} is below the minimum of 4")
@@ -242,6 +263,7 @@ class Decoder:
                     raise _Malformed(f"message length {length} exceeds the limit of {limit}")
                 end = pos + 1 + length
                 if end > size:
+                    need = end - pos
                     break
                 if kind == 65:  # 'A', NotificationResponse: the hot path, inlined
                     if length < 10:
@@ -254,21 +276,19 @@ class Decoder:
                         notify(pid, buf[pos + 9 : nul].decode(), buf[nul + 1 : end - 1].decode())
                     )
                 else:
-                    parse = _PARSERS.get(kind)
-                    if parse is None:
-                        raise _Malformed(f"unknown message type {bytes([kind])!r}")
                     # A separate body, so no field read can run into the next message.
-                    out.append(parse(buf[pos + 5 : end], 0, length - 4))
+                    out.append(_PARSERS[kind](buf[pos + 5 : end], 0, length - 4))
                 pos = end
         except (_Malformed, StructError, UnicodeDecodeError, IndexError) as exc:
             self._error = ProtocolViolation(
                 f"the server sent a malformed message ({exc}); closing the connection"
             )
-            self._tail = b""
+            self._tail = bytearray()
             if not out:
                 raise self._error from exc
             return out
-        self._tail = buf[pos:]
+        self._tail = bytearray(buf[pos:]) if pos < size else bytearray()
+        self._need = need
         return out
 
     def check(self) -> None:

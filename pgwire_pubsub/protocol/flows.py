@@ -12,7 +12,13 @@ from __future__ import annotations
 from typing import Generator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from ..auth import Authenticator
-from ..errors import DatabaseError, OperationalError, ProtocolViolation, error_from_fields
+from ..errors import (
+    DatabaseError,
+    DataError,
+    OperationalError,
+    ProtocolViolation,
+    error_from_fields,
+)
 from . import frontend
 from . import messages as m
 from .machine import Protocol
@@ -64,8 +70,14 @@ _HINT = "is it a PostgreSQL server?"
 def startup(proto: Protocol, parameters: Mapping[str, str], auth: Authenticator) -> Step[None]:
     """StartupMessage, authentication, and the session's parameters up to ReadyForQuery."""
     yield proto.start(parameters)
+    authenticated = False
     while True:
         message = yield from receive(proto)
+        if isinstance(message, (m.ReadyForQuery, m.BackendKeyData)) and not authenticated:
+            proto.mark_lost()
+            raise ProtocolViolation(
+                "the server went on without completing authentication; refusing the connection"
+            )
         if isinstance(message, m.ReadyForQuery):
             return
         if isinstance(message, m.ErrorResponse):
@@ -77,6 +89,8 @@ def startup(proto: Protocol, parameters: Mapping[str, str], auth: Authenticator)
         if isinstance(message, (m.BackendKeyData, m.NegotiateProtocolVersion)):
             continue
         answer = auth.respond(message)
+        if isinstance(message, m.AuthenticationOk):
+            authenticated = True
         if answer is not None:
             yield proto.send_auth(answer)
 
@@ -88,7 +102,10 @@ def _collect(proto: Protocol) -> Step[List[Row]]:
     while True:
         message = yield from receive(proto)
         if isinstance(message, m.DataRow):
-            rows.append(tuple(None if v is None else v.decode("utf-8") for v in message.values))
+            try:
+                rows.append(tuple(None if v is None else v.decode() for v in message.values))
+            except UnicodeDecodeError as exc:
+                error = error or DataError(f"the server sent a value that is not UTF-8: {exc}")
         elif isinstance(message, m.ErrorResponse):
             error = error_from_fields(message.fields)
         elif isinstance(message, m.ReadyForQuery):

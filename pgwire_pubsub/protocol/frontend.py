@@ -33,6 +33,8 @@ def cancel_request(pid: int, secret_key: int) -> bytes:
 
 def startup_message(parameters: Mapping[str, str]) -> bytes:
     body = pack("!i", PROTOCOL_VERSION)
+    if "" in parameters:
+        raise ValueError("a startup parameter name cannot be empty")
     body += b"".join(_cstring(k) + _cstring(v) for k, v in parameters.items()) + b"\0"
     return pack("!i", len(body) + 4) + body
 
@@ -69,6 +71,8 @@ def bind(portal: str, statement: str, params: Sequence[Optional[str]]) -> bytes:
             parts.append(pack("!i", -1))
         else:
             data = value.encode("utf-8")
+            if b"\0" in data:
+                raise ValueError("a NUL character cannot be sent to PostgreSQL in a text value")
             parts.append(pack("!i", len(data)))
             parts.append(data)
     parts.append(pack("!h", 0))

@@ -149,6 +149,11 @@ class Protocol:
         if not data:
             self.state = State.CLOSED
             raise self.lost_error()
+        if self.state is State.NEW:
+            self.state = State.CLOSED
+            raise ProtocolViolation(
+                "the server sent data before the client started up; closing the connection"
+            )
         try:
             received = self._decoder.feed(data)
         except ProtocolViolation:
@@ -172,14 +177,20 @@ class Protocol:
 
     def _dispatch(self, message: m.BackendMessage) -> None:
         state = self.state
+        if isinstance(message, m.ErrorResponse) and message.fields.get(
+            "V", message.fields.get("S")
+        ) in ("FATAL", "PANIC"):
+            # The server closes right after: keep the reason for the end of stream.
+            self.fatal_error = error_from_fields(message.fields)
         if state is State.STARTUP and isinstance(message, _STARTUP_MESSAGES):
             if isinstance(message, m.BackendKeyData):
                 self.backend_pid, self.secret_key = message.pid, message.secret_key
         elif state is State.BUSY and isinstance(message, _COMMAND_MESSAGES):
             pass
         elif isinstance(message, m.ErrorResponse) and state is State.READY:
-            # Only a FATAL error can come unasked; the server closes right after.
-            self.fatal_error = error_from_fields(message.fields)
+            # Only a FATAL error can come unasked (kept above); nobody waits for it.
+            if self.fatal_error is None:
+                self.fatal_error = error_from_fields(message.fields)
             return
         else:
             self.state = State.CLOSED

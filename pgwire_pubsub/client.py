@@ -73,6 +73,8 @@ class Connection:
                     raise
                 self._drop()
                 self._proto = Protocol()
+                self._lost = None
+                self.closed = 0
 
     def _attempt(self, want_tls: bool, deadline: Optional[float]) -> None:
         params = self.params
@@ -130,7 +132,8 @@ class Connection:
             ) from None
         except (OSError, TimeoutError) as exc:
             target = self._describe_target()
-            raise OperationalError(f"{target}: TLS handshake failed: {exc}") from None
+            reason = "timeout expired" if isinstance(exc, (TimeoutError, socket.timeout)) else exc
+            raise OperationalError(f"{target}: TLS handshake failed: {reason}") from None
 
     # -- the driver ------------------------------------------------------
 

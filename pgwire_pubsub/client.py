@@ -17,7 +17,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, TypeVar
 from . import tls
 from .auth import Authenticator
 from .conninfo import ConnParams, make_params
-from .errors import InterfaceError, OperationalError
+from .errors import InterfaceError, NotSupportedError, OperationalError
 from .protocol import flows
 from .protocol.machine import Protocol, State
 from .protocol.messages import Notify
@@ -207,9 +207,21 @@ class Connection:
     def execute(self, sql: str, params: Optional[Sequence[Optional[str]]] = None) -> List[Any]:
         """Run SQL; with ``params`` ($1, $2... as text), one statement by the extended protocol."""
         self._check_open()
-        if params is None:
-            return self._run(flows.simple_query(self._proto, sql))
-        return self._run(flows.extended_query(self._proto, sql, params))
+        try:
+            if params is None:
+                return self._run(flows.simple_query(self._proto, sql))
+            return self._run(flows.extended_query(self._proto, sql, params))
+        finally:
+            if self._proto.parameters.get("client_encoding", "UTF8") != "UTF8" and not self.closed:
+                self._restore_utf8()
+
+    def _restore_utf8(self) -> None:
+        changed = self._proto.parameters.get("client_encoding")
+        self._run(flows.simple_query(self._proto, "SET client_encoding TO 'UTF8'"))
+        raise NotSupportedError(
+            f"client_encoding was changed to {changed}; pgwire_pubsub always speaks UTF8 "
+            "(every str is sent and received as Unicode), so it has been set back to UTF8"
+        )
 
     @property
     def notifications(self) -> Deque[Notify]:

@@ -6,6 +6,7 @@ import time
 from typing import Any, Iterator, List, Optional, Set, Union
 
 from .client import Connection, connect_raw
+from .errors import InterfaceError
 from .protocol.messages import Notify
 
 MAX_CHANNEL_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer identifiers
@@ -76,17 +77,17 @@ class PubSub:
         values: List[Optional[str]] = [check_channel(channel), check_payload(payload)]
         self.conn.execute(NOTIFY_SQL, values)
 
-    def get_event(self, select_timeout: float = 0) -> Optional[Notify]:
+    def get_event(self, select_timeout: Optional[float] = 0) -> Optional[Notify]:
         """The next notification, waiting up to ``select_timeout`` seconds; None if none came."""
         pending = self.conn.notifications
-        if not pending:
+        if not pending or self.conn.closed == 1:
             self._wait(select_timeout)
         return pending.popleft() if pending else None
 
-    def get_events(self, select_timeout: float = 0) -> Optional[List[Notify]]:
+    def get_events(self, select_timeout: Optional[float] = 0) -> Optional[List[Notify]]:
         """Every notification waiting (after up to ``select_timeout`` seconds), or None."""
         pending = self.conn.notifications
-        if not pending:
+        if not pending or self.conn.closed == 1:
             self._wait(select_timeout)
         if not pending:
             return None
@@ -95,22 +96,28 @@ class PubSub:
         return events
 
     def events(
-        self, select_timeout: float = 5, yield_timeouts: bool = False
+        self, select_timeout: Optional[float] = 5, yield_timeouts: bool = False
     ) -> Iterator[Optional[Notify]]:
         """Notifications as they arrive, forever; with ``yield_timeouts``, None after
         each ``select_timeout`` seconds without one."""
         pending = self.conn.notifications
         while True:
-            while pending:
+            while pending and self.conn.closed != 1:
                 yield pending.popleft()
             self._wait(select_timeout)
             if not pending and yield_timeouts:
                 yield None
 
-    def _wait(self, timeout: float) -> None:
-        """Wait for a notification until ``timeout`` (several reads may be needed)."""
-        deadline = time.monotonic() + timeout
+    def _wait(self, timeout: Optional[float]) -> None:
+        """Wait for a notification until ``timeout`` (None: no limit, as with select)."""
+        if self.conn.closed == 1:
+            raise InterfaceError("connection already closed")
         pending = self.conn.notifications
+        if timeout is None:
+            while not pending:
+                self.conn.wait_notifications(None)
+            return
+        deadline = time.monotonic() + timeout
         while True:
             self.conn.wait_notifications(max(0.0, deadline - time.monotonic()))
             if pending or time.monotonic() >= deadline:

@@ -44,16 +44,24 @@ def qualified_name(table: TableName) -> str:
     Names are exact (no case folding), so any string is safe to pass.
     """
     if isinstance(table, tuple):
-        schema, name = table
+        if len(table) != 2:
+            raise ValueError(f"a table name tuple must be (schema, table): {table!r}")
+        schema, name = (_check_name(part) for part in table)
         return f"{quote_ident(schema)}.{quote_ident(name)}"
-    if not isinstance(table, str) or not table:
-        raise ValueError(f"a table name must be a non-empty str or (schema, table): {table!r}")
-    if "\0" in table:
-        raise ValueError("a table name cannot contain a NUL character")
-    schema, dot, name = table.partition(".")
+    schema, dot, name = _check_name(table).partition(".")
     if dot and schema and name:
         return f"{quote_ident(schema)}.{quote_ident(name)}"
     return quote_ident(table)
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"a table or schema name must be a str, not {type(name).__name__}")
+    if not name:
+        raise ValueError("a table or schema name cannot be empty")
+    if "\0" in name:
+        raise ValueError("a table or schema name cannot contain a NUL character")
+    return name
 
 
 def create_tables_notify_func(conn: ConnectionLike) -> None:

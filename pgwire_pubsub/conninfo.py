@@ -1,39 +1,401 @@
-"""Connection parameters, taken the way libpq (and so psycopg2) takes them.
+"""Connection parameters, taken and resolved the way libpq (and so psycopg2) does.
 
 ``parse_dsn`` reads a ``key=value`` connection string or a ``postgresql://``
-URI into the raw keywords it names. ``make_params`` merges keyword arguments
-over such a string, fills what is still unset from the environment and then
-from the built-in defaults, validates, and returns a frozen ``ConnParams``.
+URI into the keywords it names (see ``dsnparse``). ``make_params`` resolves
+them as libpq does, in this order of precedence:
 
-As in libpq, an empty value (``host=''``, ``PGPORT=``) counts as "not given"
-and falls through to the built-in default.
+1. keyword arguments, then the connection string;
+2. the connection service (``service`` / ``PGSERVICE``, see ``servicefile``),
+   for the keywords still unset;
+3. the ``PG*`` environment variables, for the keywords still unset
+   (and the deprecated ``PGREQUIRESSL=1`` for ``sslmode``);
+4. the built-in defaults.
+
+It then validates every value, as libpq's connectOptions2 and connect code
+do, splits the host lists into ``HostSpec`` entries, and looks up the
+password file (see ``passfile``) for each host when no password was given.
+
+As in libpq, an empty value (``host=''``, ``PGPORT=``) counts as given: it
+stops the service and the environment, and then means "the default" for
+host, hostaddr, port, user, dbname, password and the file names, while for a
+keyword with a fixed set of values it is simply invalid.
+
+Deliberate differences from libpq:
+
+- Keywords this client cannot honour (GSSAPI, Kerberos, requirepeer,
+  replication, TLS compression, ``sslcertmode=require``, OAuth, SCRAM keys,
+  ``sslkeylogfile``, protocol versions above 3.0) raise ``NotSupportedError``
+  instead of changing what the connection does.
+- Only the UTF8 client encoding is spoken. Another encoding given as a keyword,
+  in the string or in the service is refused; ``PGCLIENTENCODING`` naming
+  another encoding is ignored, since the encoding on the wire never shows in
+  the ``str`` values this client returns.
+- Integer options (``keepalives*``, ``tcp_user_timeout``, ``connect_timeout``,
+  ``port``) and ``hostaddr`` are checked here for every host, where libpq
+  checks them only when it gets to connecting to a TCP host. Keepalive
+  settings below 1, which libpq hands to setsockopt() to fail there, are
+  refused here.
+- Percent-decoded URI parts must be valid UTF-8.
 """
 
 from __future__ import annotations
 
 import getpass
-import ipaddress
+import locale
 import os
 import re
-import string
-from dataclasses import dataclass, field, fields
-from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
+import socket
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
+from . import dsnparse, passfile, servicefile
+from .auth import RequireAuth, parse_require_auth
+from .dsnparse import invalid_dsn
 from .errors import NotSupportedError, OperationalError, ProgrammingError
 
-__all__ = ["SSLMODES", "ConnParams", "make_params", "parse_dsn"]
+__all__ = ["SSLMODES", "ConnParams", "HostSpec", "RequireAuth", "make_params", "parse_dsn"]
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SSLNEGOTIATIONS = ("postgres", "direct")
+CHANNEL_BINDINGS = ("disable", "prefer", "require")
+TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+LOAD_BALANCE_HOSTS = ("disable", "random")
+TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+PROTOCOL_VERSIONS = ("3.0", "3.2", "latest")
+_PROTOCOL_RANK = {"3.0": 0, "3.2": 1, "latest": 1}  # libpq 18's latest is 3.2
 
-_URI_PREFIXES = ("postgresql://", "postgres://")
-# C isspace() in the "C" locale; str.isspace() would also accept Unicode spaces.
-_SPACE = " \t\n\r\f\v"
 _INT_RE = re.compile(r"[ \t\n\r\f\v]*([+-]?[0-9]+)[ \t\n\r\f\v]*")
-_INT32_MAX = 2**31 - 1
+_INT32 = range(-(2**31), 2**31)
+_KEEPALIVE_SETTINGS = ("keepalives_idle", "keepalives_interval", "keepalives_count")
+_READ_WITH_KEEPALIVES = (*_KEEPALIVE_SETTINGS, "tcp_user_timeout")  # as libpq 18 reads them
+# Environment variables libpq sends as settings in the startup packet.
+_ENV_SETTINGS = (("PGDATESTYLE", "datestyle"), ("PGTZ", "timezone"), ("PGGEQO", "geqo"))
 
 
-def _invalid(message: str) -> ProgrammingError:
-    return ProgrammingError(f"invalid dsn: {message}")
+# -- value checks: each takes (keyword, value) and returns the value to keep --
+
+Check = Callable[[str, str], Any]
+
+
+def _not_supported(key: str, value: Optional[str], reason: str) -> NotSupportedError:
+    shown = f'{key}="{value}"' if value is not None else key
+    return NotSupportedError(f"{shown} is not supported by pgwire_pubsub: {reason}")
+
+
+def _invalid_value(key: str, value: str, accepted: Tuple[str, ...]) -> ProgrammingError:
+    return invalid_dsn(f'invalid {key} value: "{value}"; expected one of {", ".join(accepted)}')
+
+
+def _text(key: str, value: str) -> Optional[str]:
+    return value or None
+
+
+def _choice(*accepted: str, unsupported: Optional[Mapping[str, str]] = None) -> Check:
+    def check(key: str, value: str) -> str:
+        if value not in accepted:
+            raise _invalid_value(key, value, accepted)
+        if unsupported and value in unsupported:
+            raise _not_supported(key, value, unsupported[value])
+        return value
+
+    return check
+
+
+def _integer(key: str, value: str) -> int:
+    """libpq's pqParseIntParam: a C int, white space around allowed."""
+    match = _INT_RE.fullmatch(value)
+    if match is None or int(match.group(1)) not in _INT32:
+        raise invalid_dsn(f'invalid integer value "{value}" for connection option "{key}"')
+    return int(match.group(1))
+
+
+def _non_negative(key: str, value: str) -> int:
+    return max(_integer(key, value), 0)  # libpq sets a negative value as 0
+
+
+def _connect_timeout(key: str, value: str) -> Optional[float]:
+    seconds = _integer(key, value)
+    # libpq: zero or negative waits forever; 1 is raised to its 2-second minimum.
+    return float(max(seconds, 2)) if seconds > 0 else None
+
+
+def _tls_version(key: str, value: str) -> Optional[str]:
+    for version in TLS_VERSIONS:  # libpq compares these without regard to case
+        if value.lower() == version.lower():
+            return version
+    if value:
+        raise _invalid_value(key, value, TLS_VERSIONS)
+    return None
+
+
+def _starts_with_one(reason: str) -> Check:
+    """A switch libpq reads as on when its value starts with "1" and off otherwise."""
+
+    def check(key: str, value: str) -> None:
+        if value.startswith("1"):
+            raise _not_supported(key, value, reason)
+
+    return check
+
+
+def _unset_only(reason: str, secret: bool = False) -> Check:
+    def check(key: str, value: str) -> None:
+        if value:
+            raise _not_supported(key, None if secret else value, reason)
+
+    return check
+
+
+def _client_encoding(key: str, value: str) -> None:
+    if value and not _is_utf8(value):
+        raise invalid_dsn(
+            f'unsupported {key} "{value}": pgwire_pubsub always uses UTF8'
+            " (accepted: UTF8 and its spellings, or auto in a UTF-8 locale)"
+        )
+
+
+def _is_utf8(name: str) -> bool:
+    if name == "auto":  # libpq takes the encoding of the LC_CTYPE locale
+        try:
+            name = locale.nl_langinfo(locale.CODESET)
+        except (AttributeError, ValueError):
+            name = locale.getpreferredencoding(False)
+    # The server's clean_encoding_name: case and punctuation do not count.
+    return re.sub("[^0-9a-z]", "", name.lower()) in ("utf8", "unicode")
+
+
+def _server_bool(text: str) -> Optional[bool]:
+    """The server's parse_bool: a prefix of true/false/yes/no, on, of(f), 1 or 0, any case."""
+    lowered = text.lower()
+    for word, meaning in (("true", True), ("false", False), ("yes", True), ("no", False)):
+        if lowered and word.startswith(lowered):
+            return meaning
+    if lowered in ("on", "1"):
+        return True
+    if lowered in ("of", "off", "0"):
+        return False
+    return None
+
+
+def _replication(key: str, value: str) -> None:
+    """libpq passes it on; the server reads "database" or a boolean."""
+    meaning = _server_bool(value)
+    if not value or meaning is False:
+        return
+    if value == "database" or meaning:
+        raise _not_supported(key, value, "replication connections are not implemented")
+    raise _invalid_value(key, value, ("database", "true", "false"))
+
+
+def _require_auth(key: str, value: str) -> Optional[RequireAuth]:
+    return parse_require_auth(value)
+
+
+# -- the table ---------------------------------------------------------------
+
+
+class _Option(NamedTuple):
+    keyword: str
+    envvar: Optional[str]
+    default: Optional[str]
+    check: Optional[Check]  # None: handled when the hosts are built
+
+
+_NO_GSS = "GSSAPI and Kerberos are not implemented"
+_NO_OAUTH = "OAuth authentication is not implemented"
+_NO_CERT_REQUIRE = "checking that the server asked for a certificate is not implemented"
+
+# Every keyword libpq 18 knows, in libpq's order: (keyword, environment
+# variable, default, check). Checks that return a value feed the ConnParams
+# field of the same name.
+_OPTIONS: Tuple[_Option, ...] = (
+    _Option("service", "PGSERVICE", None, _text),
+    _Option("user", "PGUSER", None, _text),
+    _Option("password", "PGPASSWORD", None, _text),
+    _Option("passfile", "PGPASSFILE", None, _text),
+    _Option("channel_binding", "PGCHANNELBINDING", "prefer", _choice(*CHANNEL_BINDINGS)),
+    _Option("connect_timeout", "PGCONNECT_TIMEOUT", None, _connect_timeout),
+    _Option("dbname", "PGDATABASE", None, _text),
+    _Option("host", "PGHOST", None, None),
+    _Option("hostaddr", "PGHOSTADDR", None, None),
+    _Option("port", "PGPORT", "5432", None),
+    _Option("client_encoding", "PGCLIENTENCODING", None, _client_encoding),
+    _Option("options", "PGOPTIONS", "", _text),
+    _Option("application_name", "PGAPPNAME", None, _text),
+    _Option("fallback_application_name", None, None, _text),
+    _Option("keepalives", None, None, lambda k, v: _integer(k, v) != 0),
+    _Option("keepalives_idle", None, None, _integer),
+    _Option("keepalives_interval", None, None, _integer),
+    _Option("keepalives_count", None, None, _integer),
+    _Option("tcp_user_timeout", None, None, _non_negative),
+    _Option("sslmode", "PGSSLMODE", "prefer", _choice(*SSLMODES)),
+    _Option("sslnegotiation", "PGSSLNEGOTIATION", "postgres", _choice(*SSLNEGOTIATIONS)),
+    _Option("sslcompression", "PGSSLCOMPRESSION", "0", _starts_with_one("TLS compression")),
+    _Option("sslcert", "PGSSLCERT", None, _text),
+    _Option("sslkey", "PGSSLKEY", None, _text),
+    _Option(
+        "sslcertmode",
+        "PGSSLCERTMODE",
+        "allow",
+        _choice("disable", "allow", "require", unsupported={"require": _NO_CERT_REQUIRE}),
+    ),
+    _Option("sslpassword", None, None, _text),
+    _Option("sslrootcert", "PGSSLROOTCERT", None, _text),
+    _Option("sslcrl", "PGSSLCRL", None, _text),
+    _Option("sslcrldir", "PGSSLCRLDIR", None, _text),
+    _Option("sslsni", "PGSSLSNI", "1", lambda k, v: v.startswith("1")),
+    _Option("requirepeer", "PGREQUIREPEER", None, _unset_only("peer checks are not implemented")),
+    _Option("require_auth", "PGREQUIREAUTH", None, _require_auth),
+    _Option("min_protocol_version", "PGMINPROTOCOLVERSION", "3.0", _choice(*PROTOCOL_VERSIONS)),
+    _Option("max_protocol_version", "PGMAXPROTOCOLVERSION", None, _choice(*PROTOCOL_VERSIONS)),
+    _Option("ssl_min_protocol_version", "PGSSLMINPROTOCOLVERSION", "TLSv1.2", _tls_version),
+    _Option("ssl_max_protocol_version", "PGSSLMAXPROTOCOLVERSION", None, _tls_version),
+    _Option(
+        "gssencmode",
+        "PGGSSENCMODE",
+        "disable",
+        _choice("disable", "prefer", "require", unsupported={"require": _NO_GSS}),
+    ),
+    _Option("krbsrvname", "PGKRBSRVNAME", None, _unset_only(_NO_GSS)),
+    _Option("gsslib", "PGGSSLIB", None, _unset_only(_NO_GSS)),
+    _Option("gssdelegation", "PGGSSDELEGATION", "0", _starts_with_one(_NO_GSS)),
+    _Option("replication", None, None, _replication),
+    _Option("target_session_attrs", "PGTARGETSESSIONATTRS", "any", _choice(*TARGET_SESSION_ATTRS)),
+    _Option("load_balance_hosts", "PGLOADBALANCEHOSTS", "disable", _choice(*LOAD_BALANCE_HOSTS)),
+    _Option("scram_client_key", None, None, _unset_only("SCRAM keys are not implemented", True)),
+    _Option("scram_server_key", None, None, _unset_only("SCRAM keys are not implemented", True)),
+    _Option("oauth_issuer", None, None, _unset_only(_NO_OAUTH)),
+    _Option("oauth_client_id", None, None, _unset_only(_NO_OAUTH)),
+    _Option("oauth_client_secret", None, None, _unset_only(_NO_OAUTH, secret=True)),
+    _Option("oauth_scope", None, None, _unset_only(_NO_OAUTH)),
+    _Option("sslkeylogfile", None, None, _unset_only("TLS key logging is not implemented")),
+)
+_KNOWN = frozenset(option.keyword for option in _OPTIONS)
+
+
+def parse_dsn(dsn: str) -> Dict[str, str]:
+    """The keywords a connection string names, as given: no service, environment or defaults.
+
+    ``dsn`` is either libpq's ``key=value ...`` form or a ``postgresql://`` /
+    ``postgres://`` URI. Raises ``ProgrammingError`` on a malformed string or
+    an unknown keyword. Values are not checked here (libpq does not either).
+    """
+    return dsnparse.parse(dsn, _KNOWN)
+
+
+# -- resolved parameters -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One server to try: a host name, an IP address or a Unix socket directory."""
+
+    host: str  # as given; the hostaddr when only that was given
+    hostaddr: Optional[str] = None  # a numeric address; when set, it is what is dialled
+    port: int = 5432
+
+    @property
+    def uses_unix_socket(self) -> bool:
+        return self.hostaddr is None and self.host.startswith(("/", "@"))
+
+    @property
+    def unix_socket_path(self) -> str:
+        """The address to connect to; a leading "@" names Linux's abstract namespace."""
+        path = f"{self.host}/.s.PGSQL.{self.port}"
+        return "\0" + path[1:] if path.startswith("@") else path
+
+
+_SECRET_FIELDS = ("password", "sslpassword", "host_passwords")
+
+
+@dataclass(frozen=True, repr=False)
+class ConnParams:
+    """Fully resolved, validated connection parameters."""
+
+    hosts: Tuple[HostSpec, ...]
+    user: str
+    dbname: str
+    password: Optional[str] = None  # the explicit one; see password_for()
+    passfile: Optional[str] = None
+    service: Optional[str] = None
+    connect_timeout: Optional[float] = None  # seconds; None means no limit
+    application_name: Optional[str] = None  # application_name, else the fallback
+    options: Optional[str] = None
+    settings: Tuple[Tuple[str, str], ...] = ()  # from PGDATESTYLE, PGTZ and PGGEQO
+    # Kept as given even for a Unix socket, over which TLS is never attempted.
+    sslmode: str = "prefer"
+    sslnegotiation: str = "postgres"
+    sslrootcert: Optional[str] = None  # a file, or "system" for the system's CA store
+    sslcert: Optional[str] = None
+    sslkey: Optional[str] = None
+    sslpassword: Optional[str] = None
+    sslcrl: Optional[str] = None
+    sslcrldir: Optional[str] = None
+    sslsni: bool = True
+    ssl_min_protocol_version: Optional[str] = "TLSv1.2"
+    ssl_max_protocol_version: Optional[str] = None
+    channel_binding: str = "prefer"
+    require_auth: Optional[RequireAuth] = None
+    target_session_attrs: str = "any"
+    load_balance_hosts: str = "disable"
+    keepalives: bool = True
+    keepalives_idle: Optional[int] = None
+    keepalives_interval: Optional[int] = None
+    keepalives_count: Optional[int] = None
+    tcp_user_timeout: Optional[int] = None  # milliseconds
+    host_passwords: Tuple[Optional[str], ...] = ()  # from the password file, per host
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET_FIELDS and value:
+                value = "***" if isinstance(value, str) else tuple(v and "***" for v in value)
+            parts.append(f"{f.name}={value!r}")
+        return f"ConnParams({', '.join(parts)})"
+
+    @property
+    def host(self) -> str:
+        return self.hosts[0].host
+
+    @property
+    def port(self) -> int:
+        return self.hosts[0].port
+
+    @property
+    def hostaddr(self) -> Optional[str]:
+        return self.hosts[0].hostaddr
+
+    @property
+    def uses_unix_socket(self) -> bool:
+        return self.hosts[0].uses_unix_socket
+
+    @property
+    def unix_socket_path(self) -> str:
+        return self.hosts[0].unix_socket_path
+
+    def password_for(self, host: HostSpec) -> Optional[str]:
+        """The password for ``host``: the explicit one, else its password-file entry."""
+        if self.password is not None:
+            return self.password
+        if host not in self.hosts:
+            raise ValueError(f"{host!r} is not one of these parameters' hosts")
+        index = self.hosts.index(host)
+        return self.host_passwords[index] if index < len(self.host_passwords) else None
+
+    def startup_parameters(self) -> Dict[str, str]:
+        """The parameters for the StartupMessage, in the order libpq sends them."""
+        params = {"user": self.user, "database": self.dbname}
+        if self.options:
+            params["options"] = self.options
+        if self.application_name:
+            params["application_name"] = self.application_name
+        params["client_encoding"] = "UTF8"
+        params.update(self.settings)
+        return params
+
+
+_FIELDS = frozenset(f.name for f in fields(ConnParams))
 
 
 def _default_socket_dir() -> str:
@@ -55,345 +417,136 @@ def _default_user() -> str:
     return name
 
 
-_Default = Union[None, str, Callable[[Mapping[str, str]], str]]
-
-# Every accepted keyword: (keyword, environment variable, default). Rows are
-# resolved in this order, so a default may read the keywords resolved above
-# it. A callable default gets those resolved values.
-_KEYWORDS: Tuple[Tuple[str, Optional[str], _Default], ...] = (
-    ("hostaddr", None, None),
-    ("host", "PGHOST", lambda r: r.get("hostaddr") or _default_socket_dir()),
-    ("port", "PGPORT", "5432"),
-    ("user", "PGUSER", lambda r: _default_user()),
-    ("password", "PGPASSWORD", None),
-    ("dbname", "PGDATABASE", lambda r: r["user"]),
-    ("connect_timeout", "PGCONNECT_TIMEOUT", None),
-    ("application_name", "PGAPPNAME", None),
-    ("fallback_application_name", None, None),
-    ("options", "PGOPTIONS", None),
-    ("sslmode", "PGSSLMODE", "prefer"),
-    ("sslrootcert", "PGSSLROOTCERT", None),
-    ("client_encoding", None, None),
-)
-_KNOWN = frozenset(row[0] for row in _KEYWORDS)
-
-
-def _store(target: Dict[str, str], key: str, value: str) -> None:
-    if key not in _KNOWN:
-        raise _invalid(f'invalid connection option "{key}"')
-    target[key] = value
-
-
-# -- key=value strings ------------------------------------------------------
-
-
-def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in _SPACE:
-        pos += 1
-    return pos
-
-
-def _read_value(text: str, pos: int) -> Tuple[str, int]:
-    """One value starting at ``pos``: bare or single-quoted, with backslash escapes."""
-    out: List[str] = []
-    end = len(text)
-    if pos < end and text[pos] == "'":
-        pos += 1
-        while True:
-            if pos >= end:
-                raise _invalid("unterminated quoted string in connection info string")
-            char = text[pos]
-            if char == "'":
-                return "".join(out), pos + 1
-            if char == "\\":
-                pos += 1
-                if pos >= end:
-                    continue
-                char = text[pos]
-            out.append(char)
-            pos += 1
-    while pos < end and text[pos] not in _SPACE:
-        if text[pos] == "\\":
-            pos += 1
-            if pos >= end:
-                break
-        out.append(text[pos])
-        pos += 1
-    return "".join(out), pos
-
-
-def _parse_keyword_value(dsn: str) -> Dict[str, str]:
-    result: Dict[str, str] = {}
-    pos = _skip_space(dsn, 0)
-    while pos < len(dsn):
-        start = pos
-        while pos < len(dsn) and dsn[pos] != "=" and dsn[pos] not in _SPACE:
-            pos += 1
-        key = dsn[start:pos]
-        pos = _skip_space(dsn, pos)
-        if pos >= len(dsn) or dsn[pos] != "=":
-            raise _invalid(f'missing "=" after "{key}" in connection info string')
-        value, pos = _read_value(dsn, _skip_space(dsn, pos + 1))
-        _store(result, key, value)
-        pos = _skip_space(dsn, pos)
-    return result
-
-
-# -- URIs -------------------------------------------------------------------
-
-
-def _percent_decode(text: str) -> str:
-    if "%" not in text:
-        return text
-    out = bytearray()
-    pos = 0
-    while True:
-        found = text.find("%", pos)
-        if found < 0:
-            out += text[pos:].encode("utf-8", "surrogatepass")
-            break
-        out += text[pos:found].encode("utf-8", "surrogatepass")
-        digits = text[found + 1 : found + 3]
-        if len(digits) != 2 or any(c not in string.hexdigits for c in digits):
-            raise _invalid(f'invalid percent-encoded token: "{text[found : found + 3]}"')
-        byte = int(digits, 16)
-        # Error messages leave the value out: it may be the password.
-        if byte == 0:
-            raise _invalid("forbidden value %00 in percent-encoded value")
-        out.append(byte)
-        pos = found + 3
-    try:
-        return out.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _invalid("percent-encoded value is not valid UTF-8") from None
-
-
-def _find_any(text: str, chars: str, pos: int) -> int:
-    """Index of the first of ``chars`` at or after ``pos``, or ``len(text)``."""
-    while pos < len(text) and text[pos] not in chars:
-        pos += 1
-    return pos
-
-
-def _parse_uri(uri: str, prefix: str) -> Dict[str, str]:
-    result: Dict[str, str] = {}
-    rest = uri[len(prefix) :]
-
-    # libpq looks for '@' only up to the first '/', not up to '?'.
-    at = _find_any(rest, "@/", 0)
-    if at < len(rest) and rest[at] == "@":
-        user, colon, password = rest[:at].partition(":")
-        if user:
-            result["user"] = _percent_decode(user)
-        if colon and password:
-            result["password"] = _percent_decode(password)
-        rest = rest[at + 1 :]
-
-    # netloc[:port][,netloc[:port]...]; each netloc may be a bracketed IPv6 address.
-    hosts: List[str] = []
-    ports: List[str] = []
-    pos = 0
-    while True:
-        if rest.startswith("[", pos):
-            close = rest.find("]", pos)
-            if close < 0:
-                raise _invalid(f'missing "]" after IPv6 host address in URI: "{rest[pos:]}"')
-            if close == pos + 1:
-                raise _invalid("IPv6 host address may not be empty in URI")
-            hosts.append(rest[pos + 1 : close])
-            pos = close + 1
-            if pos < len(rest) and rest[pos] not in ":/?,":
-                raise _invalid(
-                    f'unexpected character "{rest[pos]}" after IPv6 host address in URI'
-                    ' (expected ":" or "/")'
-                )
-        else:
-            end = _find_any(rest, ":/?,", pos)
-            hosts.append(rest[pos:end])
-            pos = end
-        port = ""
-        if rest.startswith(":", pos):
-            end = _find_any(rest, "/?,", pos + 1)
-            port = rest[pos + 1 : end]
-            pos = end
-        ports.append(port)
-        if not rest.startswith(",", pos):
-            break
-        pos += 1
-    host_text, port_text = ",".join(hosts), ",".join(ports)
-    if host_text:
-        result["host"] = _percent_decode(host_text)
-    if port_text:
-        result["port"] = _percent_decode(port_text)
-
-    if rest.startswith("/", pos):
-        end = _find_any(rest, "?", pos + 1)
-        dbname = rest[pos + 1 : end]
-        # An empty dbname stays unset, so that PGDATABASE still applies.
-        if dbname:
-            result["dbname"] = _percent_decode(dbname)
-        pos = end
-    if rest.startswith("?", pos):
-        _parse_query(rest[pos + 1 :], result)
-    return result
-
-
-def _parse_query(query: str, result: Dict[str, str]) -> None:
-    pos = 0
-    while pos < len(query):
-        end = _find_any(query, "&", pos)
-        key, equals, value = query[pos:end].partition("=")
-        if not equals:
-            raise _invalid(f'missing key/value separator "=" in URI query parameter: "{key}"')
-        if "=" in value:
-            raise _invalid(f'extra key/value separator "=" in URI query parameter: "{key}"')
-        key, value = _percent_decode(key), _percent_decode(value)
-        if key == "ssl" and value == "true":  # JDBC's spelling, which libpq accepts
-            key, value = "sslmode", "require"
-        _store(result, key, value)
-        pos = end + 1
-
-
-def parse_dsn(dsn: str) -> Dict[str, str]:
-    """The keywords a connection string names, as given: no environment, no defaults.
-
-    ``dsn`` is either libpq's ``key=value ...`` form or a ``postgresql://`` /
-    ``postgres://`` URI. Raises ``ProgrammingError`` on a malformed string or
-    an unknown keyword.
-    """
-    if "\0" in dsn:
-        raise _invalid("connection info string contains a NUL character")
-    for prefix in _URI_PREFIXES:
-        if dsn.startswith(prefix):
-            return _parse_uri(dsn, prefix)
-    return _parse_keyword_value(dsn)
-
-
-# -- resolved parameters ----------------------------------------------------
-
-
-@dataclass(frozen=True, repr=False)
-class ConnParams:
-    """Fully resolved, validated connection parameters."""
-
-    host: str  # a host name, an IP address, or a Unix socket directory
-    port: int
-    user: str
-    dbname: str
-    password: Optional[str] = field(default=None, repr=False)
-    connect_timeout: Optional[float] = None  # seconds; None means no limit
-    application_name: Optional[str] = None
-    options: Optional[str] = None
-    # Kept as given even for a Unix socket, over which TLS is never attempted.
-    sslmode: str = "prefer"
-    sslrootcert: Optional[str] = None
-    hostaddr: Optional[str] = None  # a numeric address; when set, it is what is dialled
-
-    def __repr__(self) -> str:
-        parts = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            shown = "'***'" if f.name == "password" and value is not None else repr(value)
-            parts.append(f"{f.name}={shown}")
-        return f"ConnParams({', '.join(parts)})"
-
-    @property
-    def uses_unix_socket(self) -> bool:
-        return self.hostaddr is None and self.host.startswith("/")
-
-    @property
-    def unix_socket_path(self) -> str:
-        return f"{self.host}/.s.PGSQL.{self.port}"
-
-    def startup_parameters(self) -> Dict[str, str]:
-        """The parameters for the StartupMessage, in the order libpq sends them."""
-        params = {"user": self.user, "database": self.dbname}
-        if self.options:
-            params["options"] = self.options
-        if self.application_name:
-            params["application_name"] = self.application_name
-        params["client_encoding"] = "UTF8"
-        return params
-
-
-def _parse_int(text: str) -> Optional[int]:
-    """An integer as libpq's parse_int_param reads it (spaces around allowed), or None."""
-    match = _INT_RE.fullmatch(text)
-    return int(match.group(1)) if match else None
-
-
 def _resolve(given: Mapping[str, str], environ: Mapping[str, str]) -> Dict[str, str]:
-    resolved: Dict[str, str] = {}
-    for key, envvar, default in _KEYWORDS:
-        value = given.get(key)
-        if value is None and envvar is not None:
-            value = environ.get(envvar)
-        if not value:
-            value = default(resolved) if callable(default) else default
-        if value:
-            resolved[key] = value
+    """Fill what ``given`` leaves unset: service, then environment, then defaults."""
+    resolved = dict(given)
+    service = resolved.get("service", environ.get("PGSERVICE"))
+    if service is not None:
+        for key, text in servicefile.find_service(service, environ, _KNOWN).items():
+            resolved.setdefault(key, text)
+    sslmode_defaulted = False
+    for keyword, envvar, default, _ in _OPTIONS:
+        if keyword in resolved:
+            continue
+        value: Optional[str] = environ.get(envvar) if envvar else None
+        if keyword == "client_encoding" and value is not None and not _is_utf8(value):
+            value = None  # see the module docstring
+        if value is None and keyword == "sslmode" and environ.get("PGREQUIRESSL", "")[:1] == "1":
+            value = "require"
+        if value is None and default is not None:
+            value, sslmode_defaulted = default, sslmode_defaulted or keyword == "sslmode"
+        if value is not None:
+            resolved[keyword] = value
+    if sslmode_defaulted and resolved.get("sslrootcert") == "system":
+        resolved["sslmode"] = "verify-full"  # libpq's stronger default for the system CAs
     return resolved
 
 
-def _build(raw: Mapping[str, str]) -> ConnParams:
-    for key in ("host", "hostaddr", "port"):
-        if "," in raw.get(key, ""):
-            raise NotSupportedError(
-                f"several hosts are not supported yet ({key}={raw[key]!r}); give a single host"
+def _check_combinations(values: Mapping[str, Any]) -> None:
+    for key in _KEEPALIVE_SETTINGS:
+        if values.get(key, 1) < 1:  # libpq passes it on (as 0 if negative) and fails
+            raise invalid_dsn(
+                f'invalid {key} value: "{values[key]}"; expected 1 or more (or keepalives=0)'
             )
+    sslmode = values["sslmode"]
+    if values["sslnegotiation"] == "direct" and sslmode not in SSLMODES[3:]:
+        raise invalid_dsn(
+            f'weak sslmode "{sslmode}" may not be used with sslnegotiation=direct'
+            ' (use "require", "verify-ca", or "verify-full")'
+        )
+    if values.get("sslrootcert") == "system" and sslmode != "verify-full":
+        raise invalid_dsn(
+            f'weak sslmode "{sslmode}" may not be used with sslrootcert=system (use "verify-full")'
+        )
+    low, high = values.get("ssl_min_protocol_version"), values.get("ssl_max_protocol_version")
+    if low and high and TLS_VERSIONS.index(low) > TLS_VERSIONS.index(high):
+        raise invalid_dsn(
+            f'invalid SSL protocol version range: ssl_min_protocol_version "{low}"'
+            f' is above ssl_max_protocol_version "{high}"'
+        )
+    low, high = values["min_protocol_version"], values.get("max_protocol_version")
+    if high and _PROTOCOL_RANK[low] > _PROTOCOL_RANK[high]:
+        raise invalid_dsn('"min_protocol_version" is greater than "max_protocol_version"')
+    if low != "3.0":
+        raise _not_supported("min_protocol_version", low, "only protocol 3.0 is implemented")
 
-    port = _parse_int(raw["port"])
-    if port is None or not 1 <= port <= 65535:
-        raise _invalid(f'invalid port number: "{raw["port"]}"')
 
-    sslmode = raw["sslmode"]
-    if sslmode not in SSLMODES:
-        raise _invalid(f'invalid sslmode value: "{sslmode}"; expected one of {", ".join(SSLMODES)}')
+def _split_hosts(raw: Mapping[str, str]) -> List[Tuple[str, str, str]]:
+    """(host, hostaddr, port) text for each server, as libpq's connectOptions2 pairs them."""
+    host, hostaddr, port = raw.get("host", ""), raw.get("hostaddr", ""), raw.get("port", "")
+    names = host.split(",") if host else None
+    addrs = hostaddr.split(",") if hostaddr else None
+    count = len(addrs) if addrs else len(names) if names else 1
+    if names is not None and len(names) != count:
+        raise invalid_dsn(f"could not match {len(names)} host names to {count} hostaddr values")
+    ports = port.split(",") if port else [""]
+    if len(ports) == 1:
+        ports *= count
+    elif len(ports) != count:
+        raise invalid_dsn(f"could not match {len(ports)} port numbers to {count} hosts")
+    return [(names[i] if names else "", addrs[i] if addrs else "", ports[i]) for i in range(count)]
 
-    timeout: Optional[float] = None
-    if "connect_timeout" in raw:
-        seconds = _parse_int(raw["connect_timeout"])
-        if seconds is None or seconds > _INT32_MAX:
-            raise _invalid(
-                f'invalid integer value "{raw["connect_timeout"]}"'
-                ' for connection option "connect_timeout"'
-            )
-        # libpq: zero or negative waits forever; 1 is raised to its 2-second minimum.
-        timeout = float(max(seconds, 2)) if seconds > 0 else None
 
-    encoding = raw.get("client_encoding")
-    if encoding is not None and encoding.lower() not in ("utf8", "utf-8"):
-        raise _invalid(f'unsupported client_encoding "{encoding}": this client always uses UTF8')
-
-    hostaddr = raw.get("hostaddr")
-    if hostaddr is not None:
+def _host_spec(name: str, addr: str, port_text: str, default_dir: str) -> HostSpec:
+    port = 5432
+    if port_text:
+        port = _integer("port", port_text)
+        if not 1 <= port <= 65535:
+            raise invalid_dsn(f'invalid port number: "{port_text}"')
+    if addr:
         try:
-            ipaddress.ip_address(hostaddr)
-        except ValueError:
-            raise _invalid(f'could not parse network address "{hostaddr}"') from None
+            socket.getaddrinfo(addr, None, flags=socket.AI_NUMERICHOST)
+        except (OSError, UnicodeError, ValueError) as exc:
+            raise invalid_dsn(f'could not parse network address "{addr}": {exc}') from None
+        return HostSpec(name or addr, addr, port)
+    return HostSpec(name or default_dir, None, port)
 
-    return ConnParams(
-        host=raw["host"],
-        port=port,
-        user=raw["user"],
-        dbname=raw["dbname"],
-        password=raw.get("password"),
-        connect_timeout=timeout,
-        application_name=raw.get("application_name") or raw.get("fallback_application_name"),
-        options=raw.get("options"),
-        sslmode=sslmode,
-        sslrootcert=raw.get("sslrootcert"),
-        hostaddr=hostaddr,
+
+def _build(raw: Mapping[str, str], environ: Mapping[str, str]) -> ConnParams:
+    values: Dict[str, Any] = {}
+    for keyword, _, _, check in _OPTIONS:
+        if keyword in _READ_WITH_KEEPALIVES and values.get("keepalives") is False:
+            continue  # libpq reads them only with keepalives on
+        if check is not None and keyword in raw:
+            values[keyword] = check(keyword, raw[keyword])
+    _check_combinations(values)
+
+    default_dir = _default_socket_dir()
+    triples = _split_hosts(raw)
+    hosts = tuple(_host_spec(*triple, default_dir) for triple in triples)
+    user = values.get("user") or _default_user()
+    dbname = values.get("dbname") or user
+    values.update(
+        hosts=hosts,
+        user=user,
+        dbname=dbname,
+        passfile=values.get("passfile") or passfile.default_path(environ),
+        application_name=values.get("application_name") or values.get("fallback_application_name"),
+        settings=tuple(
+            (name, environ[var])
+            for var, name in _ENV_SETTINGS
+            if var in environ and environ[var].lower() != "default"
+        ),
     )
+    if values.get("password") is None and values["passfile"]:
+        values["host_passwords"] = tuple(
+            passfile.lookup(
+                values["passfile"], name or addr or default_dir, port, dbname, user, default_dir
+            )
+            for name, addr, port in triples
+        )
+    return ConnParams(**{key: value for key, value in values.items() if key in _FIELDS})
 
 
 def make_params(dsn: Optional[str] = None, **kwargs: object) -> ConnParams:
     """Resolve connection parameters as ``psycopg2.connect(dsn, **kwargs)`` would.
 
-    Precedence: keyword arguments, then ``dsn``, then the ``PG*`` environment
-    variables, then the built-in defaults. ``database`` is an alias of
-    ``dbname``; ``None`` values are ignored; other non-strings (such as
-    ``port=5432``) are converted with ``str()`` before validation.
+    Precedence: keyword arguments, then ``dsn``, then the service file, then
+    the ``PG*`` environment variables, then the built-in defaults.
+    ``database`` is an alias of ``dbname``; ``None`` values are ignored;
+    other non-strings (such as ``port=5432``) are converted with ``str()``.
+    Raises ``ProgrammingError`` for an invalid value and ``NotSupportedError``
+    for a valid one that this client cannot honour.
     """
     if kwargs.get("database") is not None and kwargs.get("dbname") is not None:
         raise TypeError("you can't specify both 'database' and 'dbname' arguments")
@@ -403,6 +556,7 @@ def make_params(dsn: Optional[str] = None, **kwargs: object) -> ConnParams:
             continue
         text = value if isinstance(value, str) else str(value)
         if "\0" in text:
-            raise _invalid(f'connection option "{key}" contains a NUL character')
-        _store(given, "dbname" if key == "database" else key, text)
-    return _build(_resolve(given, os.environ))
+            raise invalid_dsn(f'connection option "{key}" contains a NUL character')
+        dsnparse.store(given, _KNOWN, "dbname" if key == "database" else key, text)
+    environ = dict(os.environ)
+    return _build(_resolve(given, environ), environ)

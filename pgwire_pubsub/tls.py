@@ -1,22 +1,70 @@
-"""TLS policy from libpq's sslmode: when to ask for TLS, and how to check the server.
+"""TLS policy as libpq applies it: when to ask for TLS, and how to check the server.
 
-Shared by every I/O layer; it builds an ``ssl.SSLContext`` and never opens a socket.
+Shared by every I/O layer: this module builds an ``ssl.SSLContext`` and checks
+an established TLS connection, and never opens a socket itself.  A driver:
+
+1. ``make_context(...)`` for the attempt (root certificates per ``sslmode``,
+   client certificate, CRLs, protocol versions, ALPN ``postgresql``);
+2. wraps its socket with ``server_hostname=server_hostname(host, sslsni)``;
+3. after the handshake: ``check_hostname(sslsock, host)`` for verify-full
+   (required when ``context.check_hostname`` is off, as it is when no SNI is
+   sent, and harmless otherwise), and ``check_direct_alpn(sslsock)`` for
+   direct TLS;
+4. hands ``channel_binding_data(sslsock)`` to the ``Authenticator``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 import ssl
-from typing import Optional, Tuple
+import stat
+import sys
+import warnings
+from typing import List, Optional, Tuple, Union
 
-from .errors import OperationalError
+from asn1crypto import x509  # type: ignore[import-untyped]
+
+from .errors import OperationalError, ProgrammingError
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _VERIFYING = ("verify-ca", "verify-full")
+_STRONG = ("require", *_VERIFYING)  # the modes direct TLS may be used with
+
+ALPN_PROTOCOL = "postgresql"  # what libpq 17 offers, and direct TLS requires
+CHANNEL_BINDING_TYPE = "tls-server-end-point"  # RFC 5929, what PostgreSQL implements
+DEFAULT_MIN_PROTOCOL_VERSION = "TLSv1.2"  # libpq's default ssl_min_protocol_version
+SYSTEM_ROOTS = "system"  # sslrootcert=system: the system's trusted CAs (libpq 16)
+
+_TLS_VERSIONS = {
+    "tlsv1": ssl.TLSVersion.TLSv1,
+    "tlsv1.1": ssl.TLSVersion.TLSv1_1,
+    "tlsv1.2": ssl.TLSVersion.TLSv1_2,
+    "tlsv1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+SSLSocketLike = Union[ssl.SSLSocket, ssl.SSLObject]
+
+
+def _home_file(name: str) -> str:
+    return os.path.join(os.path.expanduser("~"), ".postgresql", name)
 
 
 def default_root_cert() -> str:
-    return os.path.join(os.path.expanduser("~"), ".postgresql", "root.crt")
+    return _home_file("root.crt")
+
+
+def default_client_cert() -> str:
+    return _home_file("postgresql.crt")
+
+
+def default_client_key() -> str:
+    return _home_file("postgresql.key")
+
+
+def default_crl() -> str:
+    return _home_file("root.crl")
 
 
 def attempts(sslmode: str, unix_socket: bool) -> Tuple[bool, ...]:
@@ -38,28 +86,483 @@ def attempts(sslmode: str, unix_socket: bool) -> Tuple[bool, ...]:
 
 def tls_required(sslmode: str) -> bool:
     """Whether a server that refuses TLS must fail the connection."""
-    return sslmode in ("require", *_VERIFYING)
+    return sslmode in _STRONG
 
 
-def make_context(sslmode: str, sslrootcert: Optional[str]) -> ssl.SSLContext:
+# -- protocol versions -------------------------------------------------------
+
+
+def parse_protocol_version(value: Optional[str], keyword: str) -> Optional[ssl.TLSVersion]:
+    """``TLSv1`` ... ``TLSv1.3`` (any case) as libpq accepts them; None or '' for no bound.
+
+    Raises ``ProgrammingError`` for anything else, naming ``keyword``.
+    """
+    if not value:
+        return None
+    version = _TLS_VERSIONS.get(value.lower())
+    if version is None:
+        raise ProgrammingError(
+            f'invalid "{keyword}" value: "{value}" (use TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3)'
+        )
+    return version
+
+
+def protocol_version_range(
+    min_version: Optional[str], max_version: Optional[str]
+) -> Tuple[Optional[ssl.TLSVersion], Optional[ssl.TLSVersion]]:
+    """The (minimum, maximum) TLS versions; a minimum of None means libpq's TLSv1.2.
+
+    An empty minimum means no minimum at all, as in libpq.  Raises
+    ``ProgrammingError`` for an unknown version or a minimum above the maximum.
+    """
+    if min_version is None:
+        min_version = DEFAULT_MIN_PROTOCOL_VERSION
+    low = parse_protocol_version(min_version, "ssl_min_protocol_version")
+    high = parse_protocol_version(max_version, "ssl_max_protocol_version")
+    if low is not None and high is not None and low > high:
+        raise ProgrammingError(
+            f"invalid SSL protocol version range: ssl_min_protocol_version={min_version} is "
+            f"above ssl_max_protocol_version={max_version}"
+        )
+    return low, high
+
+
+# -- the context -------------------------------------------------------------
+
+
+def make_context(
+    sslmode: str,
+    sslrootcert: Optional[str] = None,
+    *,
+    sslcert: Optional[str] = None,
+    sslkey: Optional[str] = None,
+    sslpassword: Optional[str] = None,
+    sslcrl: Optional[str] = None,
+    sslcrldir: Optional[str] = None,
+    min_version: Optional[str] = None,
+    max_version: Optional[str] = None,
+    direct: bool = False,
+    host: Optional[str] = None,
+    sslsni: bool = True,
+) -> ssl.SSLContext:
+    """An ``SSLContext`` for one connection attempt, following libpq's rules.
+
+    - Verification: verify-ca and verify-full check the chain against
+      ``sslrootcert`` (default ``~/.postgresql/root.crt``); ``require`` does
+      so too when that file exists; ``sslrootcert=system`` uses the system's
+      trusted CAs and needs ``verify-full``.
+    - verify-full also checks the name: Python checks it during the handshake
+      when SNI is sent; pass ``host`` (and ``sslsni``) so that, when it is not
+      (IP addresses, ``sslsni=0``), the caller checks it with
+      ``check_hostname`` instead.  Without ``host``, Python always checks.
+    - ``sslcert``/``sslkey`` (default ``~/.postgresql/postgresql.crt``/``.key``
+      when the certificate exists), decrypted with ``sslpassword``.
+    - ``sslcrl``/``sslcrldir`` (default ``~/.postgresql/root.crl`` when it
+      exists) revoke certificates of the verified chain.
+    - ``min_version``/``max_version``: 'TLSv1.2' style; the minimum defaults to TLSv1.2.
+    - ALPN ``postgresql`` is always offered.
+
+    Every failure is an ``OperationalError`` that names the file or option at fault.
+    """
+    if sslmode not in SSLMODES:
+        raise OperationalError(f"invalid sslmode value: {sslmode!r}")
+    if direct and sslmode not in _STRONG:
+        raise OperationalError(
+            f'weak sslmode "{sslmode}" may not be used with sslnegotiation=direct '
+            '(use "require", "verify-ca", or "verify-full")'
+        )
+    if sslrootcert == SYSTEM_ROOTS and sslmode != "verify-full":
+        raise OperationalError(
+            f'weak sslmode "{sslmode}" may not be used with sslrootcert=system (use "verify-full")'
+        )
+    try:
+        low, high = protocol_version_range(min_version, max_version)
+    except ProgrammingError as exc:
+        raise OperationalError(str(exc)) from None
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2  # libpq's default minimum
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with warnings.catch_warnings():  # TLSv1 and TLSv1.1 are deprecated, but may be asked for
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if low is not None:
+            context.minimum_version = low
+        if high is not None:
+            context.maximum_version = high
+    if ssl.HAS_ALPN:
+        context.set_alpn_protocols([ALPN_PROTOCOL])
+    _load_root_certs(context, sslmode, sslrootcert or None, sslcrl or None, sslcrldir or None)
+    _load_client_cert(context, sslcert or None, sslkey or None, sslpassword or None)
+    if sslmode == "verify-full":
+        context.check_hostname = host is None or server_hostname(host, sslsni) is not None
+    return context
+
+
+def _load_root_certs(
+    context: ssl.SSLContext,
+    sslmode: str,
+    sslrootcert: Optional[str],
+    sslcrl: Optional[str],
+    sslcrldir: Optional[str],
+) -> None:
+    if sslrootcert == SYSTEM_ROOTS:
+        try:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        except (OSError, ssl.SSLError) as exc:
+            raise OperationalError(f"could not load system root certificate paths: {exc}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+        return
     root = sslrootcert or default_root_cert()
+    exists = os.path.exists(root)
     # libpq: with require, a root certificate that is present is used as verify-ca.
-    verify = sslmode in _VERIFYING or (sslmode == "require" and os.path.exists(root))
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if not os.path.exists(root):
+    if not (sslmode in _VERIFYING or (sslmode == "require" and exists)):
+        return
+    if not exists:
         raise OperationalError(
             f'root certificate file "{root}" does not exist; either provide the file '
-            "(sslrootcert=...) or change sslmode to disable server certificate verification"
+            "(sslrootcert=...), use the system's trusted roots with sslrootcert=system, "
+            "or change sslmode to disable server certificate verification"
         )
     try:
         context.load_verify_locations(cafile=root)
     except (OSError, ssl.SSLError) as exc:
         raise OperationalError(f'could not read root certificate file "{root}": {exc}') from None
+    _load_crls(context, sslcrl, sslcrldir)
     context.verify_mode = ssl.CERT_REQUIRED
-    context.check_hostname = sslmode == "verify-full"
-    return context
+
+
+def _load_crls(context: ssl.SSLContext, sslcrl: Optional[str], sslcrldir: Optional[str]) -> None:
+    """Revocation lists for the verified chain, checked for every certificate (as libpq).
+
+    libpq ignores CRL files it cannot load; here only the default
+    ``~/.postgresql/root.crl`` is optional, and a CRL that was asked for by
+    name must load, since a silently missing CRL would accept revoked servers.
+    """
+    if sslcrl is None and sslcrldir is None:
+        default = default_crl()
+        if os.path.isfile(default):
+            try:
+                context.load_verify_locations(cafile=default)
+            except (OSError, ssl.SSLError):
+                return  # as libpq: the default CRL is optional
+            context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
+        return
+    if sslcrl is not None:
+        try:
+            context.load_verify_locations(cafile=sslcrl)
+        except (OSError, ssl.SSLError) as exc:
+            raise OperationalError(
+                f'could not load SSL certificate revocation list "{sslcrl}": {exc}; '
+                "fix sslcrl or leave it unset"
+            ) from None
+    if sslcrldir is not None:
+        if not os.path.isdir(sslcrldir):
+            raise OperationalError(
+                f'SSL certificate revocation list directory "{sslcrldir}" is not a directory; '
+                "fix sslcrldir or leave it unset"
+            )
+        context.load_verify_locations(capath=sslcrldir)
+    context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
+
+
+def check_key_file_permissions(path: str, st: os.stat_result) -> None:
+    """libpq's rule: no group/world access, except group read when root owns the file."""
+    if os.name != "posix" or sys.platform == "cygwin":
+        return
+    if st.st_uid == 0:
+        bad = st.st_mode & (stat.S_IWGRP | stat.S_IXGRP | stat.S_IRWXO)
+    else:
+        bad = st.st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+    if bad:
+        raise OperationalError(
+            f'private key file "{path}" has group or world access; file must have permissions '
+            "u=rw (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) "
+            "or less if owned by root"
+        )
+
+
+def _load_client_cert(
+    context: ssl.SSLContext,
+    sslcert: Optional[str],
+    sslkey: Optional[str],
+    sslpassword: Optional[str],
+) -> None:
+    cert = sslcert or default_client_cert()
+    try:
+        os.stat(cert)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # as libpq: no certificate, and the server decides whether that will do
+    except OSError as exc:
+        raise OperationalError(
+            f'could not open certificate file "{cert}": {exc.strerror}'
+        ) from None
+    key = sslkey or default_client_key()
+    try:
+        key_stat = os.stat(key)
+    except FileNotFoundError:
+        raise OperationalError(
+            f'certificate present, but not private key file "{key}"; set sslkey to the '
+            f'private key of "{cert}"'
+        ) from None
+    except OSError as exc:
+        raise OperationalError(f'could not stat private key file "{key}": {exc.strerror}') from None
+    if not stat.S_ISREG(key_stat.st_mode):
+        raise OperationalError(f'private key file "{key}" is not a regular file')
+    check_key_file_permissions(key, key_stat)
+
+    asked: List[bool] = []
+
+    def password() -> bytes:
+        asked.append(True)
+        return (sslpassword or "").encode("utf-8")
+
+    try:
+        context.load_cert_chain(cert, key, password=password)
+    except ValueError:  # the passphrase is longer than OpenSSL accepts
+        raise OperationalError(
+            f'could not load private key file "{key}": sslpassword is too long'
+        ) from None
+    except (OSError, ssl.SSLError) as exc:
+        message = _client_cert_error(cert, key, exc, bool(asked), sslpassword)
+        raise OperationalError(message) from None
+
+
+def _client_cert_error(
+    cert: str, key: str, exc: BaseException, asked: bool, sslpassword: Optional[str]
+) -> str:
+    reason = getattr(exc, "reason", None)
+    if reason == "KEY_VALUES_MISMATCH":
+        return f'certificate "{cert}" does not match private key file "{key}"'
+    if asked and sslpassword is None:
+        return (
+            f'private key file "{key}" is encrypted and no sslpassword was given; '
+            "pass its passphrase as sslpassword"
+        )
+    if asked:
+        return (
+            f'could not load private key file "{key}": wrong sslpassword '
+            "(the key could not be decrypted with it)"
+        )
+    return (
+        f'could not load client certificate "{cert}" with private key file "{key}": {exc}; '
+        "both must be PEM files, the certificate matching the key"
+    )
+
+
+# -- the handshake and after -------------------------------------------------
+
+
+def server_hostname(host: Optional[str], sslsni: bool = True) -> Optional[str]:
+    """The name to send as SNI (and pass as ``server_hostname``), or None for none.
+
+    As libpq: only host names are sent, never IP literals (anything made of
+    digits and dots, or containing a colon), and nothing when ``sslsni`` is off.
+    """
+    if not sslsni or not host or host.startswith("/"):
+        return None
+    if all(char in "0123456789." for char in host) or ":" in host:
+        return None
+    return host
+
+
+def check_hostname(sslsock: SSLSocketLike, host: Optional[str]) -> None:
+    """verify-full's name check on an established connection, with libpq's rules.
+
+    Raises ``OperationalError`` when the server certificate does not name ``host``.
+    """
+    der = sslsock.getpeercert(binary_form=True)
+    if not der:
+        raise OperationalError("the server sent no certificate, so its name cannot be verified")
+    match_hostname(der, host)
+
+
+def _is_ip_address(host: str) -> Optional[bytes]:
+    """The address as network-order bytes when ``host`` is an IP literal (C inet_aton/pton)."""
+    try:
+        return socket.inet_aton(host)
+    except OSError:
+        pass
+    try:
+        return socket.inet_pton(socket.AF_INET6, host)
+    except (OSError, ValueError):
+        return None
+
+
+def _name_matches(pattern: str, host: str) -> bool:
+    if "\0" in pattern:
+        raise OperationalError("SSL certificate's name contains embedded null")
+    if pattern.lower() == host.lower():
+        return True
+    # A wildcard is only the whole leftmost label, and matches exactly one label.
+    if len(pattern) < 3 or not pattern.startswith("*.") or len(pattern) > len(host):
+        return False
+    suffix = pattern[1:]
+    if not host.lower().endswith(suffix.lower()):
+        return False
+    return "." not in host[: len(host) - len(suffix)]
+
+
+def _ip_text(raw: bytes) -> str:
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    if len(raw) == 16:
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    return raw.hex()
+
+
+def match_hostname(der: bytes, host: Optional[str]) -> None:
+    """libpq's rules for a DER certificate and the host connected to.
+
+    - subjectAltName dNSName entries match case-insensitively; a wildcard
+      only as the whole leftmost label (``*.example.com``);
+    - an IP host matches iPAddress entries (binary comparison);
+    - the subject CN is considered only when there is no SAN entry of the
+      host's kind (DNS for names, IP for addresses).
+    """
+    if not host:
+        raise OperationalError("host name must be specified for a verified SSL connection")
+    address = _is_ip_address(host)
+    wanted = "ip_address" if address is not None else "dns_name"
+    try:
+        cert = x509.Certificate.load(der)
+        alt_names = cert.subject_alt_name_value
+        entries = [(name.name, bytes(name.chosen.contents)) for name in alt_names or ()]
+        common_names = [
+            str(ava["value"].native)
+            for rdn in cert.subject.chosen
+            for ava in rdn
+            if ava["type"].native == "common_name"
+        ]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise OperationalError(f"could not read the server certificate's names: {exc}") from None
+
+    examined: List[str] = []
+    check_cn = True
+    for kind, raw in entries:
+        if kind == wanted:
+            check_cn = False
+        if kind == "dns_name":
+            name = raw.decode("latin-1")
+            examined.append(name)
+            if _name_matches(name, host):
+                return
+        elif kind == "ip_address":
+            examined.append(_ip_text(raw))
+            if len(raw) not in (4, 16):
+                raise OperationalError("SSL certificate's address entry has an invalid length")
+            if address is not None and raw == address:
+                return
+    if check_cn and common_names:
+        examined.append(common_names[0])
+        if _name_matches(common_names[0], host):
+            return
+    if not examined:
+        raise OperationalError("could not get server's host name from server certificate")
+    others = len(examined) - 1
+    also = f" (and {others} other name{'s' if others > 1 else ''})" if others else ""
+    raise OperationalError(
+        f'server certificate for "{examined[0]}"{also} does not match host name "{host}" '
+        "(sslmode=verify-full verifies the name; connect with a name the certificate "
+        "lists, or use verify-ca)"
+    )
+
+
+def direct_alpn_ok(sslsock: SSLSocketLike) -> bool:
+    """Whether the server selected ALPN ``postgresql``, as direct TLS requires."""
+    return sslsock.selected_alpn_protocol() == ALPN_PROTOCOL
+
+
+def check_direct_alpn(sslsock: SSLSocketLike) -> None:
+    """Refuse a direct TLS connection on which the server did not select ``postgresql``."""
+    selected = sslsock.selected_alpn_protocol()
+    if selected is None:
+        raise OperationalError(
+            "direct SSL connection was established without ALPN protocol negotiation "
+            "extension; the server is not PostgreSQL 17 or later (use sslnegotiation=postgres)"
+        )
+    if selected != ALPN_PROTOCOL:
+        raise OperationalError(
+            f"SSL connection was established with unexpected ALPN protocol {selected!r}"
+        )
+
+
+def channel_binding_data(sslsock: SSLSocketLike) -> Tuple[str, bytes]:
+    """``('tls-server-end-point', hash of the server certificate)`` for SCRAM-SHA-256-PLUS."""
+    der = sslsock.getpeercert(binary_form=True)
+    if not der:
+        raise OperationalError("the server sent no certificate, so channel binding is impossible")
+    return CHANNEL_BINDING_TYPE, certificate_hash(der)
+
+
+def certificate_hash(der: bytes) -> bytes:
+    """RFC 5929 tls-server-end-point: the certificate hashed with its signature's hash.
+
+    MD5 and SHA-1 are replaced by SHA-256.  This is the computation scramp
+    makes for ``('tls-server-end-point', ssl_socket)`` (through asn1crypto), and
+    PostgreSQL's server makes for its own certificate.
+    """
+    try:
+        algorithm = x509.Certificate.load(der).hash_algo
+    except (ValueError, TypeError, KeyError) as exc:
+        raise OperationalError(
+            f"could not determine server certificate signature algorithm: {exc}"
+        ) from None
+    if algorithm in ("md5", "sha1"):
+        algorithm = "sha256"
+    if algorithm == "shake256":  # Ed448: no fixed-size hash (PostgreSQL cannot bind to it)
+        return hashlib.shake_256(der).digest(64)
+    try:
+        return hashlib.new(algorithm, der).digest()
+    except ValueError:
+        raise OperationalError(
+            f"could not find digest {algorithm!r} for the server certificate"
+        ) from None
+
+
+# -- handshake failures ------------------------------------------------------
+
+_VERSION_REASONS = frozenset(
+    {
+        "NO_PROTOCOLS_AVAILABLE",
+        "UNSUPPORTED_PROTOCOL",
+        "BAD_PROTOCOL_VERSION_NUMBER",
+        "UNKNOWN_PROTOCOL",
+        "UNKNOWN_SSL_VERSION",
+        "UNSUPPORTED_SSL_VERSION",
+        "WRONG_SSL_VERSION",
+        "WRONG_VERSION_NUMBER",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "VERSION_TOO_HIGH",
+        "VERSION_TOO_LOW",
+    }
+)
+
+
+def handshake_error(
+    exc: BaseException,
+    *,
+    sslrootcert: Optional[str] = None,
+    min_version: Optional[str] = None,
+    max_version: Optional[str] = None,
+) -> OperationalError:
+    """The ``OperationalError`` for a failed TLS handshake, worded after libpq's."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        text = f"SSL error: certificate verify failed: {exc.verify_message}"
+        if sslrootcert == SYSTEM_ROOTS:
+            text += (
+                " (sslrootcert=system trusts only the system's CAs; for a private CA, "
+                "name its certificate in sslrootcert)"
+            )
+        return OperationalError(text)
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or str(exc)
+        text = f"SSL error: {reason}"
+        if reason in _VERSION_REASONS:
+            low = min_version or DEFAULT_MIN_PROTOCOL_VERSION
+            high = max_version or "TLSv1.3"
+            text += (
+                ". This may indicate that the server does not support any SSL protocol "
+                f"version between {low} and {high}."
+            )
+        return OperationalError(text)
+    return OperationalError(f"SSL handshake failed: {exc}")

@@ -46,6 +46,12 @@ AUTH_METHOD: Dict[str, str] = {
 }
 auth_method = AUTH_METHOD
 
+# A role that logs in with a client certificate only (hostssl ... cert). It is kept out
+# of ROLES and AUTH_METHOD, whose roles every client can log in as without a certificate.
+CERT_USER = "cert_user"
+CLIENT_KEY_PASSPHRASE = "client key passphrase"
+OTHER_CN = "not_cert_user"  # the CN of a CA-signed client certificate cert_user must refuse
+
 PSQL_FLAGS = ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"]
 _RUN_AS = "postgres"
 
@@ -200,6 +206,18 @@ class Server:
     ca_file: Optional[str] = None
     other_ca_file: Optional[str] = None
     socket_dir: Optional[str] = None
+    # Client certificates signed by ca_file, and CRLs issued by it (a Cluster with TLS):
+    has_client_certs = False
+    client_cert_file: Optional[str] = None  # CN=cert_user
+    client_key_file: Optional[str] = None  # its key, unencrypted, mode 0600
+    client_encrypted_key_file: Optional[str] = None  # the same key, CLIENT_KEY_PASSPHRASE
+    client_key_passphrase: Optional[str] = None
+    other_cn_cert_file: Optional[str] = None  # CN=not_cert_user, also signed by ca_file
+    other_cn_key_file: Optional[str] = None
+    crl_file: Optional[str] = None  # a CRL of ca_file that revokes nothing
+    revoked_crl_file: Optional[str] = None  # a CRL of ca_file that revokes server_cert_file
+    crl_dir: Optional[str] = None  # a hashed directory holding crl_file
+    revoked_crl_dir: Optional[str] = None  # a hashed directory holding revoked_crl_file
     host = "127.0.0.1"
     port = 0
 
@@ -427,6 +445,62 @@ class Cluster(Server):
         self.server_key_file = self._path("tls", "server.key")
         os.chmod(self.server_key_file, 0o600)
         self._chown(self.server_key_file)
+        self._make_client_certs()
+        self._make_crls()
+
+    def _make_client_cert(self, name: str, cn: str) -> Tuple[str, str]:
+        with open(self._path("tls", "client.ext"), "w") as f:
+            f.write("basicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n")
+        self._openssl("req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
+                      "ec_paramgen_curve:prime256v1", "-keyout", f"{name}.key",
+                      "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        self._openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                      "-CAcreateserial", "-out", f"{name}.crt", "-days", "3650",
+                      "-extfile", "client.ext")
+        key = self._path("tls", f"{name}.key")
+        os.chmod(key, 0o600)
+        return self._path("tls", f"{name}.crt"), key
+
+    def _make_client_certs(self) -> None:
+        """Client certificates signed by the test CA, for cert authentication."""
+        self.client_cert_file, self.client_key_file = self._make_client_cert("client", CERT_USER)
+        self._openssl("pkey", "-in", "client.key", "-out", "client_encrypted.key", "-aes256",
+                      "-passout", f"pass:{CLIENT_KEY_PASSPHRASE}")
+        self.client_encrypted_key_file = self._path("tls", "client_encrypted.key")
+        os.chmod(self.client_encrypted_key_file, 0o600)
+        self.client_key_passphrase = CLIENT_KEY_PASSPHRASE
+        self.other_cn_cert_file, self.other_cn_key_file = self._make_client_cert("other_cn",
+                                                                                 OTHER_CN)
+        self.has_client_certs = True
+
+    def _make_crls(self) -> None:
+        """Two CRLs of the test CA: one revoking nothing, one revoking the server's certificate.
+
+        Each also goes in a directory of its own under its hash name, for sslcrldir.
+        """
+        with open(self._path("tls", "ca.cnf"), "w") as f:
+            f.write("[ ca ]\ndefault_ca = test_ca\n[ test_ca ]\ndatabase = index.txt\n"
+                    "crlnumber = crlnumber\ncertificate = ca.crt\nprivate_key = ca.key\n"
+                    "default_md = sha256\ndefault_crl_days = 3650\n")
+        with open(self._path("tls", "index.txt"), "w"):
+            pass
+        with open(self._path("tls", "crlnumber"), "w") as f:
+            f.write("01\n")
+        self._openssl("ca", "-config", "ca.cnf", "-gencrl", "-out", "empty.crl")
+        self._openssl("ca", "-config", "ca.cnf", "-revoke", "server.crt")
+        self._openssl("ca", "-config", "ca.cnf", "-gencrl", "-out", "server_revoked.crl")
+        self.crl_file = self._path("tls", "empty.crl")
+        self.revoked_crl_file = self._path("tls", "server_revoked.crl")
+        crl_hash = subprocess.run(
+            ["openssl", "crl", "-hash", "-noout", "-in", self.crl_file], check=True,
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL).stdout.strip()
+        crls = (("crl_dir", self.crl_file), ("revoked_crl_dir", self.revoked_crl_file))
+        for attr, source in crls:
+            directory = self._path("tls", attr)
+            os.mkdir(directory)
+            shutil.copy(source, os.path.join(directory, f"{crl_hash}.r0"))
+            setattr(self, attr, directory)
 
     def _write_conf(self) -> None:
         listen = "127.0.0.1,::1" if self.ipv6 else "127.0.0.1"
@@ -445,6 +519,7 @@ class Cluster(Server):
         if self.tls:
             conf.update(ssl_cert_file=f"'{self.server_cert_file}'",
                         ssl_key_file=f"'{self.server_key_file}'")
+            conf.update(ssl_ca_file=f"'{self.ca_file}'")  # verifies client certificates
         conf.update(self.settings)
         # appended last, so these win over initdb's defaults (and earlier attempts)
         with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
@@ -462,6 +537,10 @@ class Cluster(Server):
             else:
                 lines.append(f"local all {role} {method}")
                 lines += [f"host all {role} {net} {method}" for net in nets]
+        if self.tls:  # CERT_USER: a client certificate with CN=cert_user, over TLS only
+            lines.append(f"local all {CERT_USER} reject")
+            lines += [f"hostssl all {CERT_USER} {net} cert" for net in nets]
+            lines += [f"hostnossl all {CERT_USER} {net} reject" for net in nets]
         with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -475,6 +554,8 @@ class Cluster(Server):
             pw = f" PASSWORD '{password}'" if password else ""
             stmts.append(f"CREATE ROLE {role} LOGIN{pw}")
         self.psql("; ".join(stmts))
+        if self.tls:
+            self.psql(f"CREATE ROLE {CERT_USER} LOGIN")
         self.psql("CREATE DATABASE pubsub")
         for db in ("postgres", "pubsub"):
             self.psql("GRANT ALL ON SCHEMA public TO PUBLIC", dbname=db)

@@ -1,40 +1,27 @@
-"""The blocking connection: a thin driver that moves bytes for the protocol core.
+"""The blocking connection: the session's API over a ``Transport`` and the protocol core.
 
-All protocol decisions live in ``protocol`` (the state machine and the
-steps); this module opens sockets, performs the TLS handshake, enforces
-deadlines and turns socket failures into ``OperationalError``.
+Opening the session (hosts, TLS, authentication) is ``connector``'s job; all
+protocol decisions live in ``protocol``.  This module runs commands, waits
+for notifications and turns failures into a connection marked lost.
 """
 
 from __future__ import annotations
 
 import contextlib
-import select
-import socket
-import ssl
 import time
 from typing import Any, Deque, Dict, List, Optional, Sequence, TypeVar
 
-from . import tls
-from .auth import Authenticator
+from .connector import open_session
 from .conninfo import ConnParams, make_params
 from .errors import InterfaceError, NotSupportedError, OperationalError
 from .protocol import flows
-from .protocol.machine import Protocol, State
+from .protocol.machine import State
 from .protocol.messages import Notify
+from .transport import Transport, socket_error
 
 T = TypeVar("T")
 
-RECV_SIZE = 1 << 18
 TERMINATE_TIMEOUT = 2.0
-
-
-def _remaining(deadline: Optional[float]) -> Optional[float]:
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("timeout expired")
-    return left
 
 
 class Connection:
@@ -46,142 +33,25 @@ class Connection:
 
     def __init__(self, params: ConnParams) -> None:
         self.params = params
-        self._proto = Protocol()
-        self._sock: Optional[socket.socket] = None
         self._lost: Optional[OperationalError] = None
         self.closed = 0
-        deadline = None
-        if params.connect_timeout is not None:
-            deadline = time.monotonic() + params.connect_timeout
-        try:
-            self._establish(deadline)
-        except BaseException:
-            self._drop()
-            self.closed = 2
-            raise
-
-    # -- start-up --------------------------------------------------------
-
-    def _establish(self, deadline: Optional[float]) -> None:
-        plan = tls.attempts(self.params.sslmode, self.params.uses_unix_socket)
-        for number, want_tls in enumerate(plan, 1):
-            try:
-                self._attempt(want_tls, deadline)
-                return
-            except OperationalError:
-                if number == len(plan):
-                    raise
-                self._drop()
-                self._proto = Protocol()
-                self._lost = None
-                self.closed = 0
-
-    def _attempt(self, want_tls: bool, deadline: Optional[float]) -> None:
-        params = self.params
-        self._sock = self._open_socket(deadline)
-        if want_tls:
-            context = tls.make_context(params.sslmode, params.sslrootcert)
-            if self._run(flows.negotiate_tls(), deadline):
-                self._sock = self._wrap_tls(self._sock, context, deadline)
-            elif tls.tls_required(params.sslmode):
-                raise OperationalError(
-                    f"the server does not support TLS, but sslmode={params.sslmode} "
-                    "requires it"
-                )
-        auth = Authenticator(params.user, params.password)
-        self._run(flows.startup(self._proto, params.startup_parameters(), auth), deadline)
-
-    def _describe_target(self) -> str:
-        if self.params.uses_unix_socket:
-            return f'connection to server on socket "{self.params.unix_socket_path}" failed'
-        return f'connection to server at "{self.params.host}", port {self.params.port} failed'
-
-    def _open_socket(self, deadline: Optional[float]) -> socket.socket:
-        params = self.params
-        try:
-            if params.uses_unix_socket:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    sock.settimeout(_remaining(deadline))
-                    sock.connect(params.unix_socket_path)
-                except BaseException:
-                    sock.close()
-                    raise
-            else:
-                address = params.hostaddr or params.host
-                sock = socket.create_connection((address, params.port), _remaining(deadline))
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        except (OSError, TimeoutError) as exc:
-            hint = "Is the server running and accepting connections?"
-            reason = "timeout expired" if isinstance(exc, (TimeoutError, socket.timeout)) else exc
-            raise OperationalError(f"{self._describe_target()}: {reason}. {hint}") from None
-        return sock
-
-    def _wrap_tls(
-        self, sock: socket.socket, context: ssl.SSLContext, deadline: Optional[float]
-    ) -> socket.socket:
-        server_hostname = None if self.params.uses_unix_socket else self.params.host
-        try:
-            sock.settimeout(_remaining(deadline))
-            return context.wrap_socket(sock, server_hostname=server_hostname)
-        except ssl.SSLCertVerificationError as exc:
-            raise OperationalError(
-                f"{self._describe_target()}: the server's TLS certificate failed "
-                f"verification (sslmode={self.params.sslmode}): {exc.verify_message}"
-            ) from None
-        except (OSError, TimeoutError) as exc:
-            target = self._describe_target()
-            reason = "timeout expired" if isinstance(exc, (TimeoutError, socket.timeout)) else exc
-            raise OperationalError(f"{target}: TLS handshake failed: {reason}") from None
+        self._transport: Optional[Transport] = None
+        self._transport, self._proto = open_session(params)
 
     # -- the driver ------------------------------------------------------
 
-    def _run(self, step: flows.Step[T], deadline: Optional[float] = None) -> T:
-        """Drive a protocol step to its end, sending and reading as it asks."""
-        sock = self._sock
-        assert sock is not None
+    def _run(self, step: flows.Step[T]) -> T:
+        transport = self._check_open()
         try:
-            out = next(step)
-            while True:
-                if out is None:
-                    out = step.send(self._recv(sock, deadline))
-                else:
-                    sock.settimeout(_remaining(deadline))
-                    sock.sendall(out)
-                    out = step.send(None)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except (OSError, TimeoutError) as exc:
-            raise self._fail(exc) from None
+            return transport.run(step, self._proto)
         except OperationalError as exc:
             if self._proto.state is State.CLOSED:
                 self._fail(exc)
             raise
 
-    def _recv(self, sock: socket.socket, timeout_at: Optional[float]) -> bytes:
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
-            return sock.recv(sock.pending())
-        if not self._wait_readable(sock, _remaining(timeout_at)):
-            raise TimeoutError("timeout expired")
-        sock.settimeout(_remaining(timeout_at))
-        return sock.recv(RECV_SIZE)
-
-    @staticmethod
-    def _wait_readable(sock: socket.socket, timeout: Optional[float]) -> bool:
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
-            return True
-        readable, _, _ = select.select([sock], [], [], timeout)
-        return bool(readable)
-
     def _fail(self, exc: BaseException) -> OperationalError:
         """Mark the connection lost; the error to raise now and on every later call."""
-        if isinstance(exc, OperationalError):
-            error = exc
-        elif isinstance(exc, (TimeoutError, socket.timeout)):
-            error = OperationalError("timeout expired while talking to the server")
-        else:
-            error = OperationalError(f"connection to the server was lost: {exc}")
+        error = exc if isinstance(exc, OperationalError) else socket_error(exc)
         self._lost = error
         self._proto.mark_lost()
         self._drop()
@@ -189,24 +59,22 @@ class Connection:
         return error
 
     def _drop(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
-            self._sock = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
-    def _check_open(self) -> socket.socket:
+    def _check_open(self) -> Transport:
         if self.closed == 1:
             raise InterfaceError("connection already closed")
         if self._lost is not None:
             raise self._lost
-        assert self._sock is not None
-        return self._sock
+        assert self._transport is not None
+        return self._transport
 
     # -- what the PubSub layer uses --------------------------------------
 
     def execute(self, sql: str, params: Optional[Sequence[Optional[str]]] = None) -> List[Any]:
         """Run SQL; with ``params`` ($1, $2... as text), one statement by the extended protocol."""
-        self._check_open()
         try:
             if params is None:
                 return self._run(flows.simple_query(self._proto, sql))
@@ -237,13 +105,11 @@ class Connection:
         """
         if self._proto.notifications:
             return
-        sock = self._check_open()
+        transport = self._check_open()
         try:
-            if not self._wait_readable(sock, timeout):
+            if not transport.wait_readable(timeout):
                 return
-            sock.settimeout(None)
-            data = self._recv(sock, None)
-            self._proto.receive_data(data)
+            self._proto.receive_data(transport.recv(None))
         except (OSError, OperationalError) as exc:
             error = self._fail(exc)
             if not self._proto.notifications:
@@ -288,17 +154,18 @@ class Connection:
     def transaction_status(self) -> Optional[str]:
         return self._proto.transaction_status
 
+    @property
+    def uses_tls(self) -> bool:
+        return self._transport is not None and self._transport.uses_tls
+
     def close(self) -> None:
         """Send Terminate and close the socket.  Safe to call more than once."""
         if self.closed == 1:
             return
         goodbye = self._proto.terminate()
-        if self._sock is not None and goodbye:
-            try:
-                self._sock.settimeout(TERMINATE_TIMEOUT)
-                self._sock.sendall(goodbye)
-            except OSError:
-                pass
+        if self._transport is not None and goodbye:
+            with contextlib.suppress(OSError, TimeoutError):
+                self._transport.sendall(goodbye, time.monotonic() + TERMINATE_TIMEOUT)
         self._drop()
         self.closed = 1
 
@@ -313,7 +180,7 @@ class Connection:
         return f"<pgwire_pubsub.Connection {state} {self.params!r}>"
 
     def __del__(self) -> None:
-        if getattr(self, "_sock", None) is not None:
+        if getattr(self, "_transport", None) is not None:
             self._drop()
 
 

@@ -130,3 +130,36 @@ def extended_query(proto: Protocol, sql: str, params: Sequence[Optional[str]]) -
     )
     yield proto.send_command(message)
     return (yield from _collect(proto))
+
+
+def _read_only(proto: Protocol) -> Step[bool]:
+    reported = proto.parameters
+    if "in_hot_standby" in reported and "default_transaction_read_only" in reported:
+        return "on" in (reported["in_hot_standby"], reported["default_transaction_read_only"])
+    rows = yield from simple_query(proto, "SHOW transaction_read_only")
+    return bool(rows) and rows[0][0] == "on"
+
+
+def _standby(proto: Protocol) -> Step[bool]:
+    if "in_hot_standby" in proto.parameters:
+        return proto.parameters["in_hot_standby"] == "on"
+    rows = yield from simple_query(proto, "SELECT pg_catalog.pg_is_in_recovery()")
+    return bool(rows) and rows[0][0] == "t"
+
+
+def session_mismatch(proto: Protocol, target: str) -> Step[Optional[str]]:
+    """Why this session does not meet ``target_session_attrs``, or None when it does.
+
+    As libpq: the values the server reports (PostgreSQL 14+) are used, and a
+    query asks older servers.  ``prefer-standby`` is the caller's two passes
+    (``standby``, then ``any``).
+    """
+    if target == "read-write" and (yield from _read_only(proto)):
+        return "session is read-only"
+    if target == "read-only" and not (yield from _read_only(proto)):
+        return "session is not read-only"
+    if target == "primary" and (yield from _standby(proto)):
+        return "server is in hot standby mode"
+    if target == "standby" and not (yield from _standby(proto)):
+        return "server is not in hot standby mode"
+    return None

@@ -893,3 +893,21 @@ def test_closed_connection_leaves_the_server(pg: Server, wait_for: Any) -> None:
     conn.close()
     sql = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
     wait_for(lambda: pg.psql(sql) == "0\n", message=f"backend {pid} to exit")
+
+
+def test_direct_tls_against_an_older_server_fails_clearly(pg: Server) -> None:
+    """PostgreSQL 15 does not speak direct TLS (17 added it); the default negotiation works."""
+    need_roles(pg)
+    need_tls(pg)
+    version = connect_raw(**pg.dsn_kwargs("postgres"))
+    try:
+        if version.server_version >= 170000:
+            pytest.skip("the server speaks direct TLS")
+    finally:
+        version.close()
+    with pytest.raises(OperationalError, match="sslnegotiation=direct.*PostgreSQL 17"):
+        connect_raw(**pg.dsn_kwargs("scram_user", sslmode="require", sslnegotiation="direct",
+                                    connect_timeout=10))
+    with connect_raw(**pg.dsn_kwargs("scram_user", sslmode="require",
+                                     sslnegotiation="postgres")) as conn:
+        assert conn.uses_tls

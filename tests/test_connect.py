@@ -905,7 +905,7 @@ def test_direct_tls_against_an_older_server_fails_clearly(pg: Server) -> None:
             pytest.skip("the server speaks direct TLS")
     finally:
         version.close()
-    with pytest.raises(OperationalError, match="sslnegotiation=direct.*PostgreSQL 17"):
+    with pytest.raises(OperationalError, match=r"sslnegotiation=direct.*PostgreSQL 17"):
         connect_raw(**pg.dsn_kwargs("scram_user", sslmode="require", sslnegotiation="direct",
                                     connect_timeout=10))
     with connect_raw(**pg.dsn_kwargs("scram_user", sslmode="require",

@@ -5,7 +5,7 @@
 """
 
 from .client import Connection
-from .conninfo import ConnParams, make_params, parse_dsn
+from .conninfo import ConnParams, HostSpec, make_params, parse_dsn
 from .errors import (
     DatabaseError,
     DataError,
@@ -20,8 +20,10 @@ from .errors import (
     QueryCanceled,
     Warning,
 )
+from .events import Dropped, PendingOverflow, Reconnected
 from .protocol.messages import Notify
 from .pubsub import PubSub, connect, quote_ident
+from .reconnect import ReconnectPolicy
 
 __version__ = "0.1.0"
 
@@ -30,17 +32,22 @@ __all__ = [
     "Connection",
     "DataError",
     "DatabaseError",
+    "Dropped",
     "Error",
+    "HostSpec",
     "IntegrityError",
     "InterfaceError",
     "InternalError",
     "NotSupportedError",
     "Notify",
     "OperationalError",
+    "PendingOverflow",
     "ProgrammingError",
     "ProtocolViolation",
     "PubSub",
     "QueryCanceled",
+    "ReconnectPolicy",
+    "Reconnected",
     "Warning",
     "__version__",
     "connect",

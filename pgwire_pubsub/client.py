@@ -8,16 +8,18 @@ for notifications and turns failures into a connection marked lost.
 from __future__ import annotations
 
 import contextlib
+import socket
+import threading
 import time
-from typing import Any, Deque, Dict, List, Optional, Sequence, TypeVar
+from typing import Any, Deque, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 from .connector import open_session
 from .conninfo import ConnParams, make_params
 from .errors import InterfaceError, NotSupportedError, OperationalError
+from .events import Bound, QueueItem
 from .protocol import flows
 from .protocol.machine import State
-from .protocol.messages import Notify
-from .transport import Transport, socket_error
+from .transport import Transport, Woken, interrupts_deferred, socket_error
 
 T = TypeVar("T")
 
@@ -28,7 +30,9 @@ class Connection:
     """One PostgreSQL session over TCP, a Unix socket or TLS.
 
     ``closed`` is 0 while open, 1 after ``close()``, 2 once the connection is
-    lost or broken (as in psycopg2).
+    lost or broken (as in psycopg2).  Only ``close()`` may be called from
+    another thread (or a signal handler) while a call is in progress: it wakes
+    the waiting call, which then raises ``InterfaceError``.
     """
 
     def __init__(self, params: ConnParams) -> None:
@@ -36,18 +40,54 @@ class Connection:
         self._lost: Optional[OperationalError] = None
         self.closed = 0
         self._transport: Optional[Transport] = None
-        self._transport, self._proto = open_session(params)
+        self._busy = threading.Lock()
+        self._closing = threading.Lock()
+        self._close_requested = False
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        try:
+            self._transport, self._proto = open_session(params)
+        except BaseException:
+            self._wake_reader.close()
+            self._wake_writer.close()
+            raise
+        self._transport.wakeup = self._wake_reader
 
     # -- the driver ------------------------------------------------------
 
-    def _run(self, step: flows.Step[T]) -> T:
+    def _run(self, step: flows.Step[T], deadline: Optional[float] = None) -> T:
+        with self._exclusive() as transport:
+            if self._proto.state is State.BUSY or self._proto.has_queued_replies:
+                transport.run(flows.drain(self._proto), self._proto)
+            return transport.run(step, self._proto, deadline)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[Transport]:
+        """The transport, for one call at a time; failures leave the connection marked."""
         transport = self._check_open()
+        if not self._busy.acquire(blocking=False):
+            raise InterfaceError(
+                "another thread is using this connection; only close() may be called "
+                "from another thread"
+            )
         try:
-            return transport.run(step, self._proto)
+            yield transport
+        except Woken:
+            self._finish_close()
+            raise InterfaceError("the connection was closed while a call was waiting") from None
         except OperationalError as exc:
             if self._proto.state is State.CLOSED:
                 self._fail(exc)
             raise
+        except BaseException:
+            # Interrupted (Ctrl-C): a half-written message breaks the stream; an
+            # unfinished reply is drained before the next command.
+            if transport.sending:
+                self._fail(OperationalError("a message was interrupted while being sent"))
+            raise
+        finally:
+            self._busy.release()
+            if self._close_requested and self.closed != 1:
+                self._finish_close()
 
     def _fail(self, exc: BaseException) -> OperationalError:
         """Mark the connection lost; the error to raise now and on every later call."""
@@ -64,7 +104,7 @@ class Connection:
             self._transport = None
 
     def _check_open(self) -> Transport:
-        if self.closed == 1:
+        if self.closed == 1 or self._close_requested:
             raise InterfaceError("connection already closed")
         if self._lost is not None:
             raise self._lost
@@ -92,8 +132,45 @@ class Connection:
         )
 
     @property
-    def notifications(self) -> Deque[Notify]:
-        """Notifications received and not yet taken, oldest first."""
+    def bound(self) -> Optional[Bound]:
+        return self._proto.bound
+
+    @bound.setter
+    def bound(self, bound: Optional[Bound]) -> None:
+        self._proto.bound = bound
+
+    def adopt_queue(self, queue: Deque[QueueItem], bound: Optional[Bound]) -> None:
+        """Deliver into ``queue`` from now on (after what this connection already holds)."""
+        queue.extend(self._proto.notifications)
+        self._proto.notifications = queue
+        self._proto.bound = bound
+        if bound is not None:
+            bound.enforce(queue)
+
+    def mark_broken(self, reason: str) -> OperationalError:
+        """Declare the connection unusable (e.g. a failed health check); the error to raise."""
+        return self._fail(OperationalError(reason))
+
+    def ping(self, timeout: Optional[float] = None) -> None:
+        """A round trip to the server; a lost connection (or no answer within ``timeout``
+        seconds, which closes the connection) raises ``OperationalError``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._run(flows.ping(self._proto), deadline)
+
+    def listening_channels(self, timeout: Optional[float] = None) -> List[str]:
+        """``pg_listening_channels()``: the channels this session listens on."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._run(flows.listening_channels(self._proto), deadline)
+
+    @property
+    def idle_seconds(self) -> float:
+        """Seconds since anything was sent or received."""
+        transport = self._transport
+        return 0.0 if transport is None else time.monotonic() - transport.last_activity
+
+    @property
+    def notifications(self) -> Deque[QueueItem]:
+        """Notifications received and not yet taken, oldest first (and any gap markers)."""
         return self._proto.notifications
 
     def wait_notifications(self, timeout: Optional[float]) -> None:
@@ -105,11 +182,15 @@ class Connection:
         """
         if self._proto.notifications:
             return
-        transport = self._check_open()
         try:
-            if not transport.wait_readable(timeout):
-                return
-            self._proto.receive_data(transport.recv(None))
+            with self._exclusive() as transport:
+                if self._proto.state is not State.READY or self._proto.has_queued_replies:
+                    transport.run(flows.drain(self._proto), self._proto)
+                if not transport.wait_readable(timeout):
+                    return
+                data = transport.recv(None)
+                with interrupts_deferred():
+                    self._proto.receive_data(data)
         except (OSError, OperationalError) as exc:
             error = self._fail(exc)
             if not self._proto.notifications:
@@ -159,15 +240,36 @@ class Connection:
         return self._transport is not None and self._transport.uses_tls
 
     def close(self) -> None:
-        """Send Terminate and close the socket.  Safe to call more than once."""
+        """Send Terminate and close the socket.  Safe to call more than once, and from
+        another thread or a signal handler while a call waits: that call wakes at once."""
         if self.closed == 1:
             return
+        self._close_requested = True
+        if not self._busy.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                self._wake_writer.send(b"\0")  # the busy call finishes the close
+            return
+        try:
+            self._finish_close()
+        finally:
+            self._busy.release()
+
+    def _finish_close(self) -> None:
+        with self._closing:
+            if self.closed == 1:
+                return
+            self._terminate()
+
+    def _terminate(self) -> None:
         goodbye = self._proto.terminate()
         if self._transport is not None and goodbye:
             with contextlib.suppress(OSError, TimeoutError):
                 self._transport.sendall(goodbye, time.monotonic() + TERMINATE_TIMEOUT)
         self._drop()
         self.closed = 1
+        for sock in (self._wake_reader, self._wake_writer):
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def __enter__(self) -> Connection:
         return self

@@ -1,129 +1,285 @@
-"""The pgpubsub API: connect(), PubSub with listen/unlisten/notify/get_event/get_events/events."""
+"""The pgpubsub API: connect(), PubSub with listen/unlisten/notify/get_event/get_events/events,
+plus what keeps a stream honest: reconnection, health checks, a bound, a self-test."""
 
 from __future__ import annotations
 
+import secrets
+import threading
 import time
-from typing import Any, Iterator, List, Optional, Set, Union
+from typing import Any, Deque, Iterator, List, Optional, Set, Union
 
+from .channels import NOTIFY_SQL, check_channel, check_payload, quote_ident
 from .client import Connection, connect_raw
-from .errors import InterfaceError
+from .conninfo import make_params
+from .errors import InterfaceError, OperationalError
+from .events import Bound, Event, QueueItem, Reconnected, _Overflowed
 from .protocol.messages import Notify
+from .reconnect import ReconnectPolicy
 
-MAX_CHANNEL_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer identifiers
-MAX_PAYLOAD_BYTES = 7999  # NOTIFY rejects payloads of 8000 bytes or more
+__all__ = ["PubSub", "connect", "quote_ident"]
 
-NOTIFY_SQL = "SELECT pg_notify($1, $2)"
-
-
-def quote_ident(name: str) -> str:
-    """A double-quoted SQL identifier: exact, case kept, safe for any string without NUL."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def check_channel(channel: str) -> str:
-    if not isinstance(channel, str):
-        raise TypeError(f"a channel name must be a str, not {type(channel).__name__}")
-    if not channel:
-        raise ValueError("a channel name cannot be empty")
-    if "\0" in channel:
-        raise ValueError(f"a channel name cannot contain a NUL character: {channel!r}")
-    size = len(channel.encode("utf-8"))
-    if size > MAX_CHANNEL_BYTES:
-        raise ValueError(
-            f"channel name is {size} bytes in UTF-8; PostgreSQL accepts at most "
-            f"{MAX_CHANNEL_BYTES} (it would silently truncate a longer name in LISTEN)"
-        )
-    return channel
-
-
-def check_payload(payload: Optional[str]) -> str:
-    if payload is None:
-        return ""
-    if not isinstance(payload, str):
-        raise TypeError(f"a payload must be a str, not {type(payload).__name__}")
-    if "\0" in payload:
-        raise ValueError("a payload cannot contain a NUL character")
-    size = len(payload.encode("utf-8"))
-    if size > MAX_PAYLOAD_BYTES:
-        raise ValueError(
-            f"payload is {size} bytes in UTF-8; PostgreSQL accepts at most {MAX_PAYLOAD_BYTES}"
-        )
-    return payload
+VERIFY_TIMEOUT = 5.0
 
 
 class PubSub:
-    """LISTEN/NOTIFY on one connection, with pgpubsub's methods."""
+    """LISTEN/NOTIFY on one connection, with pgpubsub's methods.
 
-    def __init__(self, conn: Connection) -> None:
+    Options (all off by default, as in pgpubsub):
+
+    - ``reconnect``: True or a ``ReconnectPolicy``.  A lost connection is
+      re-established through the same settings, every channel is listened to
+      again, and a ``Reconnected`` event marks the gap in the stream.
+    - ``health_check_interval``: seconds without traffic after which a round
+      trip checks the server (within ``health_check_timeout``; with
+      ``health_check_channels``, also that it still listens on every channel).
+    - ``max_pending`` and ``overflow`` (``"raise"`` or ``"drop-oldest"``): a
+      bound on notifications waiting to be taken.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        reconnect: Union[bool, ReconnectPolicy, None] = None,
+        health_check_interval: Optional[float] = None,
+        health_check_timeout: float = 5.0,
+        health_check_channels: bool = False,
+        max_pending: Optional[int] = None,
+        overflow: str = "raise",
+    ) -> None:
         self.conn = conn
         self.channels: Set[str] = set()
+        self.policy = ReconnectPolicy() if reconnect is True else (reconnect or None)
+        if health_check_interval is not None and health_check_interval <= 0:
+            raise ValueError("health_check_interval must be a positive number of seconds")
+        self.health_check_interval = health_check_interval
+        self.health_check_timeout = health_check_timeout
+        self.health_check_channels = health_check_channels
+        self._bound = Bound(max_pending, overflow) if max_pending is not None else None
+        self._queue: Deque[QueueItem] = conn.notifications
+        conn.bound = self._bound
+        self._gave_up: Optional[OperationalError] = None
+        self._stop = threading.Event()
 
-    def listen(self, channel: str) -> None:
-        """Subscribe to ``channel`` (an exact name: no case folding, any characters)."""
-        self.conn.execute("LISTEN " + quote_ident(check_channel(channel)))
+    # -- commands --------------------------------------------------------
+
+    def listen(self, channel: str, verify: bool = False) -> None:
+        """Subscribe to ``channel`` (an exact name: no case folding, any characters).
+
+        With ``verify``, also run ``verify()`` to prove that notifications come back.
+        """
+        self._connected().execute("LISTEN " + quote_ident(check_channel(channel)))
         self.channels.add(channel)
+        if verify:
+            self.verify()
 
     def unlisten(self, channel: Optional[str] = None) -> None:
         """Unsubscribe from ``channel``; with no channel (or ``'*'``), from every channel."""
         if channel is None or channel == "*":
-            self.conn.execute("UNLISTEN *")
+            self._connected().execute("UNLISTEN *")
             self.channels.clear()
             return
-        self.conn.execute("UNLISTEN " + quote_ident(check_channel(channel)))
+        self._connected().execute("UNLISTEN " + quote_ident(check_channel(channel)))
         self.channels.discard(channel)
 
     def notify(self, channel: str, payload: Optional[str] = None) -> None:
         """Send ``payload`` (default empty) on ``channel``; both are sent as parameters."""
         values: List[Optional[str]] = [check_channel(channel), check_payload(payload)]
-        self.conn.execute(NOTIFY_SQL, values)
+        self._connected().execute(NOTIFY_SQL, values)
 
-    def get_event(self, select_timeout: Optional[float] = 0) -> Optional[Notify]:
-        """The next notification, waiting up to ``select_timeout`` seconds; None if none came."""
-        pending = self.conn.notifications
-        if not pending or self.conn.closed == 1:
-            self._wait(select_timeout)
-        return pending.popleft() if pending else None
+    def queue_usage(self) -> float:
+        """``pg_notification_queue_usage()``: the fraction of the server's notification
+        queue in use (a slow listener anywhere makes it grow)."""
+        rows = self._connected().execute("SELECT pg_catalog.pg_notification_queue_usage()")
+        return float(rows[0][0])
 
-    def get_events(self, select_timeout: Optional[float] = 0) -> Optional[List[Notify]]:
-        """Every notification waiting (after up to ``select_timeout`` seconds), or None."""
-        pending = self.conn.notifications
-        if not pending or self.conn.closed == 1:
+    def verify(self, timeout: float = VERIFY_TIMEOUT) -> None:
+        """Prove that LISTEN works here: a notification to a private channel must come back.
+
+        Raises ``OperationalError`` when it does not within ``timeout`` seconds
+        (for example behind a connection pooler in transaction mode).
+        Notifications received meanwhile stay queued, in order.
+        """
+        conn = self._connected()
+        channel = f"pgwire_pubsub_verify_{conn.get_backend_pid()}_{secrets.token_hex(6)}"
+        token = secrets.token_hex(8)
+        conn.execute("LISTEN " + quote_ident(channel))
+        try:
+            conn.execute(NOTIFY_SQL, [channel, token])
+            deadline = time.monotonic() + timeout
+            while not self._take_private(channel, token):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise OperationalError(
+                        f"LISTEN/NOTIFY self-test failed: a notification this session sent "
+                        f"to itself did not come back within {timeout:g} s. Notifications "
+                        "are probably not delivered to this connection: a connection pooler "
+                        "in transaction or statement mode (e.g. PgBouncer with "
+                        "pool_mode=transaction) does not keep LISTEN; connect to PostgreSQL "
+                        "directly or through a session-mode pool"
+                    )
+                self._waited_read(left)
+        finally:
+            if not conn.closed:
+                conn.execute("UNLISTEN " + quote_ident(channel))
+
+    def _take_private(self, channel: str, token: str) -> bool:
+        for index, item in enumerate(self._queue):
+            if type(item) is Notify and item.channel == channel and item.payload == token:
+                del self._queue[index]
+                return True
+        return False
+
+    # -- receiving -------------------------------------------------------
+
+    def get_event(self, select_timeout: Optional[float] = 0) -> Optional[Event]:
+        """The next event, waiting up to ``select_timeout`` seconds (None: no limit)."""
+        self._check_usable()
+        if not self._queue:
             self._wait(select_timeout)
-        if not pending:
-            return None
-        events = list(pending)
-        pending.clear()
-        return events
+        return self._take() if self._queue else None
+
+    def get_events(self, select_timeout: Optional[float] = 0) -> Optional[List[Event]]:
+        """Every event waiting (after up to ``select_timeout`` seconds), or None."""
+        self._check_usable()
+        if not self._queue:
+            self._wait(select_timeout)
+        events: List[Event] = []
+        queue = self._queue
+        while queue:
+            if events and type(queue[0]) is _Overflowed:
+                break  # raised by the next call, at the point of loss
+            event = self._take()
+            if event is not None:
+                events.append(event)
+        return events or None
 
     def events(
         self, select_timeout: Optional[float] = 5, yield_timeouts: bool = False
-    ) -> Iterator[Optional[Notify]]:
-        """Notifications as they arrive, forever; with ``yield_timeouts``, None after
-        each ``select_timeout`` seconds without one."""
-        pending = self.conn.notifications
+    ) -> Iterator[Optional[Event]]:
+        """Events as they arrive, until ``close()`` (from any thread) ends the loop; with
+        ``yield_timeouts``, None after each ``select_timeout`` seconds without one.
+
+        Iterating a closed PubSub raises ``InterfaceError``; closing it while
+        iterating (from the loop, another thread or a signal handler) ends the loop."""
+        self._check_usable()
+        queue = self._queue
         while True:
-            while pending and self.conn.closed != 1:
-                yield pending.popleft()
-            self._wait(select_timeout)
-            if not pending and yield_timeouts:
+            if self.conn.closed == 1:
+                return
+            while queue and self.conn.closed != 1:
+                yield self._take()
+            try:
+                self._wait(select_timeout)
+            except InterfaceError:
+                if self.conn.closed == 1:
+                    return
+                raise
+            if not queue and yield_timeouts:
                 yield None
 
-    def _wait(self, timeout: Optional[float]) -> None:
-        """Wait for a notification until ``timeout`` (None: no limit, as with select)."""
+    def _take(self) -> Optional[Event]:
+        item = self._queue.popleft()
+        if self._bound is not None:
+            return self._bound.take(item)
+        return item  # type: ignore[return-value]
+
+    def _check_usable(self) -> None:
         if self.conn.closed == 1:
             raise InterfaceError("connection already closed")
-        pending = self.conn.notifications
-        if timeout is None:
-            while not pending:
-                self.conn.wait_notifications(None)
-            return
-        deadline = time.monotonic() + timeout
+
+    def _wait(self, timeout: Optional[float]) -> None:
+        """Wait for an event until ``timeout`` (None: no limit, as with select)."""
+        self._check_usable()
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self.conn.wait_notifications(max(0.0, deadline - time.monotonic()))
-            if pending or time.monotonic() >= deadline:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._waited_read(left)
+            if self._queue or (deadline is not None and time.monotonic() >= deadline):
                 return
 
+    def _waited_read(self, timeout: Optional[float]) -> None:
+        """One wait for data (at most ``timeout``), with health checks and recovery."""
+        conn = self._connected()
+        interval = self.health_check_interval
+        if interval is not None:
+            due = interval - conn.idle_seconds
+            if due <= 0:
+                self._health_check()
+                return
+            timeout = due if timeout is None else min(timeout, due)
+        try:
+            conn.wait_notifications(timeout)
+        except OperationalError as exc:
+            self._recover(exc)
+
+    def _health_check(self) -> None:
+        conn = self.conn
+        try:
+            conn.ping(self.health_check_timeout)
+            if self.health_check_channels and self.channels:
+                missing = self.channels - set(conn.listening_channels(self.health_check_timeout))
+                if missing:
+                    raise conn.mark_broken(
+                        f"the server no longer listens on {sorted(missing)!r} for this "
+                        "session (is a connection pooler in transaction mode in between?)"
+                    )
+        except OperationalError as exc:
+            if conn.closed == 2 and "timeout" in str(exc):
+                exc = OperationalError(
+                    f"health check: no answer from the server within "
+                    f"{self.health_check_timeout:g} s; the connection is presumed dead"
+                )
+            self._recover(exc)
+
+    # -- recovery --------------------------------------------------------
+
+    def _connected(self) -> Connection:
+        """The connection, re-established first if it was lost and reconnection is on."""
+        if self._gave_up is not None:
+            raise self._gave_up
+        if self.conn.closed == 2 and self.policy is not None:
+            self._reconnect()
+        return self.conn
+
+    def _recover(self, error: OperationalError) -> None:
+        """A lost connection: raise (the default), or reconnect and mark the gap."""
+        if self.policy is None or self.conn.closed != 2:
+            raise error
+        self._reconnect()
+
+    def _reconnect(self) -> None:
+        policy = self.policy
+        assert policy is not None
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            conn: Optional[Connection] = None
+            try:
+                conn = Connection(self.conn.params)
+                for channel in sorted(self.channels):
+                    conn.execute("LISTEN " + quote_ident(channel))
+                break
+            except OperationalError as exc:
+                if conn is not None:
+                    conn.close()
+                if policy.gives_up(attempt, time.monotonic() - started):
+                    self._gave_up = exc
+                    raise
+                if self._stop.wait(policy.delay(attempt)):
+                    raise InterfaceError("connection closed while reconnecting") from None
+        # The marker goes exactly between what came before the loss and what follows.
+        self._queue.append(Reconnected(time.monotonic() - started, conn.get_backend_pid(), attempt))
+        conn.adopt_queue(self._queue, self._bound)
+        self.conn = conn
+
+    # -- the rest --------------------------------------------------------
+
     def close(self) -> None:
+        """Close the connection; safe from another thread or a signal handler, where it
+        wakes a thread blocked in ``events()`` (which then ends)."""
+        self._stop.set()
         self.conn.close()
 
     def __enter__(self) -> PubSub:
@@ -136,9 +292,25 @@ class PubSub:
         return f"<pgwire_pubsub.PubSub channels={sorted(self.channels)!r} conn={self.conn!r}>"
 
 
+_PUBSUB_OPTIONS = (
+    "reconnect",
+    "health_check_interval",
+    "health_check_timeout",
+    "health_check_channels",
+    "max_pending",
+    "overflow",
+)
+
+
 def connect(dsn: Optional[str] = None, **kwargs: Any) -> PubSub:
-    """Connect and return a ``PubSub``; takes what ``psycopg2.connect()`` takes."""
-    return PubSub(connect_raw(dsn, **kwargs))
+    """Connect and return a ``PubSub``; takes what ``psycopg2.connect()`` takes, plus the
+    PubSub options (``reconnect``, ``health_check_interval``, ``max_pending``...)."""
+    options = {key: kwargs.pop(key) for key in _PUBSUB_OPTIONS if key in kwargs}
+    params = make_params(dsn, **kwargs)
+    for key in ("health_check_interval", "max_pending"):
+        if options.get(key) is not None and options[key] <= 0:
+            raise ValueError(f"{key} must be positive, not {options[key]!r}")
+    return PubSub(Connection(params), **options)
 
 
 ConnectionLike = Union[Connection, PubSub]
@@ -146,3 +318,7 @@ ConnectionLike = Union[Connection, PubSub]
 
 def as_connection(conn: ConnectionLike) -> Connection:
     return conn.conn if isinstance(conn, PubSub) else conn
+
+
+# Kept importable from here for existing code.
+__all__ += ["check_channel", "check_payload", "connect_raw"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import select
+import signal
 import socket
 import ssl
+import threading
 import time
 from typing import Optional, TypeVar
 
@@ -28,17 +30,54 @@ def remaining(deadline: Optional[float]) -> Optional[float]:
     return left
 
 
+_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+
+
+_CAN_MASK = hasattr(signal, "pthread_sigmask")
+
+
+class interrupts_deferred:
+    """Hold Ctrl-C and SIGTERM while received bytes are taken in.
+
+    A KeyboardInterrupt raised half-way through decoding would lose bytes and
+    break the stream; deferred, it is raised right after, at a clean point.
+    (Signals reach Python code only in the main thread.)
+    """
+
+    __slots__ = ("_previous",)
+
+    def __enter__(self) -> None:
+        self._previous = None
+        if _CAN_MASK and threading.current_thread() is threading.main_thread():
+            self._previous = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._previous)
+
+
 def socket_error(exc: BaseException) -> OperationalError:
     if isinstance(exc, (TimeoutError, socket.timeout)):
         return OperationalError("timeout expired while talking to the server")
     return OperationalError(f"connection to the server was lost: {exc}")
 
 
+class Woken(Exception):
+    """Another thread (or a signal handler) asked the waiting one to stop."""
+
+
 class Transport:
-    """Moves bytes for protocol steps; waits with ``select`` (minding TLS-buffered bytes)."""
+    """Moves bytes for protocol steps; waits with ``select`` (minding TLS-buffered bytes).
+
+    ``wakeup`` is the reading end of a socket pair: a byte written to the
+    other end makes every wait raise ``Woken`` at once.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.wakeup: Optional[socket.socket] = None
+        self.last_activity = time.monotonic()
+        self.sending = False  # True while a message may be half written
 
     @property
     def uses_tls(self) -> bool:
@@ -51,9 +90,13 @@ class Transport:
             out = next(step)
             while True:
                 if out is None:
-                    out = step.send(self.recv(deadline))
+                    data = self.recv(deadline)
+                    with interrupts_deferred():
+                        out = step.send(data)
                 else:
+                    self.sending = True
                     self.sendall(out, deadline)
+                    self.sending = False
                     out = step.send(None)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
@@ -64,6 +107,7 @@ class Transport:
     def sendall(self, data: bytes, deadline: Optional[float] = None) -> None:
         self.sock.settimeout(remaining(deadline))
         self.sock.sendall(data)
+        self.last_activity = time.monotonic()
 
     def recv(self, deadline: Optional[float] = None) -> bytes:
         """The next bytes received (``b""`` at end of stream), waiting until ``deadline``."""
@@ -73,13 +117,18 @@ class Transport:
         if not self.wait_readable(remaining(deadline)):
             raise TimeoutError("timeout expired")
         sock.settimeout(remaining(deadline))
-        return sock.recv(RECV_SIZE)
+        data = sock.recv(RECV_SIZE)
+        self.last_activity = time.monotonic()
+        return data
 
     def wait_readable(self, timeout: Optional[float]) -> bool:
         sock = self.sock
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return True
-        readable, _, _ = select.select([sock], [], [], timeout)
+        waiting = [sock] if self.wakeup is None else [sock, self.wakeup]
+        readable, _, _ = select.select(waiting, [], [], timeout)
+        if self.wakeup is not None and self.wakeup in readable:
+            raise Woken()
         return bool(readable)
 
     def fileno(self) -> int:

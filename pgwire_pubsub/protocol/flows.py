@@ -21,7 +21,7 @@ from ..errors import (
 )
 from . import frontend
 from . import messages as m
-from .machine import Protocol
+from .machine import Protocol, State
 
 T = TypeVar("T")
 Step = Generator[Optional[bytes], Optional[bytes], T]
@@ -163,3 +163,21 @@ def session_mismatch(proto: Protocol, target: str) -> Step[Optional[str]]:
     if target == "standby" and not (yield from _standby(proto)):
         return "server is not in hot standby mode"
     return None
+
+
+def drain(proto: Protocol) -> Step[None]:
+    """Finish a command that was interrupted: discard its replies up to ReadyForQuery."""
+    while proto.state is State.BUSY or proto.has_queued_replies:
+        message = yield from receive(proto)
+        if isinstance(message, m.ReadyForQuery):
+            return
+
+
+def ping(proto: Protocol) -> Step[None]:
+    """The cheapest round trip: an empty query."""
+    yield from simple_query(proto, "")
+
+
+def listening_channels(proto: Protocol) -> Step[List[str]]:
+    rows = yield from simple_query(proto, "SELECT pg_catalog.pg_listening_channels()")
+    return [str(row[0]) for row in rows]

@@ -22,6 +22,7 @@ from ..errors import (
     ProtocolViolation,
     error_from_fields,
 )
+from ..events import Bound, QueueItem
 from . import frontend
 from . import messages as m
 from .decoder import Decoder
@@ -94,7 +95,10 @@ class Protocol:
         self.state = State.NEW
         self._decoder = Decoder()
         self._inbox: Deque[m.BackendMessage] = deque()
-        self.notifications: Deque[m.Notify] = deque()
+        # Notifications (and gap markers) waiting to be taken; may be shared
+        # across connections so that a stream survives a reconnection.
+        self.notifications: Deque[QueueItem] = deque()
+        self.bound: Optional[Bound] = None
         self.notices: List[str] = []
         self.parameters: Dict[str, str] = {}
         self.backend_pid: Optional[int] = None
@@ -159,16 +163,19 @@ class Protocol:
         except ProtocolViolation:
             self.state = State.CLOSED
             raise
+        queue = self.notifications
         for message in received:
             kind = type(message)
             if kind is m.Notify:
-                self.notifications.append(message)  # type: ignore[arg-type]
+                queue.append(message)  # type: ignore[arg-type]
             elif kind is m.NoticeResponse:
                 self._notice(message.fields)  # type: ignore[union-attr]
             elif kind is m.ParameterStatus:
                 self.parameters[message.name] = message.value  # type: ignore[union-attr]
             else:
                 self._dispatch(message)
+        if self.bound is not None:
+            self.bound.enforce(queue)
         try:
             self._decoder.check()
         except ProtocolViolation:
@@ -203,6 +210,10 @@ class Protocol:
             self.state = State.READY
             self.transaction_status = message.status
         self._inbox.append(message)
+
+    @property
+    def has_queued_replies(self) -> bool:
+        return bool(self._inbox)
 
     def next_message(self) -> Optional[m.BackendMessage]:
         """The next message a protocol step waits for, or None when it must read more."""

@@ -1,0 +1,46 @@
+"""Channel names and payloads: checked before anything is sent, and quoted safely."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+MAX_CHANNEL_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer identifiers
+MAX_PAYLOAD_BYTES = 7999  # NOTIFY rejects payloads of 8000 bytes or more
+
+NOTIFY_SQL = "SELECT pg_notify($1, $2)"
+
+
+def quote_ident(name: str) -> str:
+    """A double-quoted SQL identifier: exact, case kept, safe for any string without NUL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def check_channel(channel: str) -> str:
+    if not isinstance(channel, str):
+        raise TypeError(f"a channel name must be a str, not {type(channel).__name__}")
+    if not channel:
+        raise ValueError("a channel name cannot be empty")
+    if "\0" in channel:
+        raise ValueError(f"a channel name cannot contain a NUL character: {channel!r}")
+    size = len(channel.encode("utf-8"))
+    if size > MAX_CHANNEL_BYTES:
+        raise ValueError(
+            f"channel name is {size} bytes in UTF-8; PostgreSQL accepts at most "
+            f"{MAX_CHANNEL_BYTES} (it would silently truncate a longer name in LISTEN)"
+        )
+    return channel
+
+
+def check_payload(payload: Optional[str]) -> str:
+    if payload is None:
+        return ""
+    if not isinstance(payload, str):
+        raise TypeError(f"a payload must be a str, not {type(payload).__name__}")
+    if "\0" in payload:
+        raise ValueError("a payload cannot contain a NUL character")
+    size = len(payload.encode("utf-8"))
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValueError(
+            f"payload is {size} bytes in UTF-8; PostgreSQL accepts at most {MAX_PAYLOAD_BYTES}"
+        )
+    return payload

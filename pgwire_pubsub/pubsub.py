@@ -6,12 +6,12 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from typing import Any, Deque, Iterator, List, Optional, Set, Union
+from typing import Any, Deque, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 from .channels import NOTIFY_SQL, check_channel, check_payload, quote_ident
 from .client import Connection, connect_raw
 from .conninfo import make_params
-from .errors import InterfaceError, OperationalError
+from .errors import DatabaseError, InterfaceError, OperationalError
 from .events import Bound, Event, QueueItem, Reconnected, _Overflowed
 from .protocol.messages import Notify
 from .reconnect import ReconnectPolicy
@@ -19,6 +19,9 @@ from .reconnect import ReconnectPolicy
 __all__ = ["PubSub", "connect", "quote_ident"]
 
 VERIFY_TIMEOUT = 5.0
+# Items per round trip in notify_many: the server's replies (~30 bytes an item) must fit
+# in the socket buffers while the batch is still being written.
+BATCH_ROUND_TRIP = 1000
 
 
 class PubSub:
@@ -86,6 +89,48 @@ class PubSub:
         """Send ``payload`` (default empty) on ``channel``; both are sent as parameters."""
         values: List[Optional[str]] = [check_channel(channel), check_payload(payload)]
         self._connected().execute(NOTIFY_SQL, values)
+
+    def notify_many(self, notifications: Iterable[Tuple[str, Optional[str]]]) -> int:
+        """Send many ``(channel, payload)`` notifications atomically, in order: all are
+        delivered, in one transaction, or none.  Far faster than ``notify`` in a loop: one
+        round trip per ``BATCH_ROUND_TRIP`` items.  A bad item fails the whole batch with
+        an error naming it; returns how many were sent."""
+        rows: List[List[Optional[str]]] = []
+        for index, item in enumerate(notifications):
+            try:
+                channel, payload = item
+                rows.append([check_channel(channel), check_payload(payload)])
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"notification {index}: {exc}") from None
+        if not rows:
+            return 0
+        conn = self._connected()
+        chunks = [rows[i : i + BATCH_ROUND_TRIP] for i in range(0, len(rows), BATCH_ROUND_TRIP)]
+        own_transaction = len(chunks) > 1 and conn.transaction_status == "I"
+        if own_transaction:
+            conn.execute("BEGIN")
+        try:
+            for number, chunk in enumerate(chunks):
+                try:
+                    conn.execute_batch(NOTIFY_SQL, chunk)
+                except DatabaseError as exc:
+                    if exc.batch_index is None:
+                        raise
+                    index = number * BATCH_ROUND_TRIP + exc.batch_index
+                    failed = type(exc)(
+                        f"notification {index} (channel {rows[index][0]!r}) failed, so none "
+                        f"of the {len(rows)} was sent: {exc}",
+                        exc.fields,
+                    )
+                    failed.batch_index = index
+                    raise failed from None
+            if own_transaction:
+                conn.execute("COMMIT")
+        except BaseException:
+            if own_transaction and conn.closed == 0 and conn.transaction_status != "I":
+                conn.execute("ROLLBACK")
+            raise
+        return len(rows)
 
     def queue_usage(self) -> float:
         """``pg_notification_queue_usage()``: the fraction of the server's notification

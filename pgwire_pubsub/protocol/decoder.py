@@ -9,8 +9,8 @@ still handed out first, and the error is raised on the next call.
 
 from __future__ import annotations
 
+from struct import Struct, unpack_from
 from struct import error as StructError
-from struct import unpack_from
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import ProtocolViolation
@@ -214,6 +214,7 @@ _PARSERS: Dict[int, Callable[[bytes, int, int], m.BackendMessage]] = {
 
 
 _KNOWN_TYPES = frozenset(_PARSERS)
+_NOTIFY_HEAD = Struct("!Bii").unpack_from  # type, length, and the sender's pid
 
 
 class Decoder:
@@ -231,7 +232,14 @@ class Decoder:
         """Bytes held that do not yet form a whole message."""
         return len(self._tail)
 
-    def feed(self, data: bytes) -> List[m.BackendMessage]:
+    def feed(
+        self, data: bytes, on_notify: Optional[Callable[[m.Notify], object]] = None
+    ) -> List[m.BackendMessage]:
+        """Every message completed by ``data``, in order.
+
+        With ``on_notify``, notifications are handed to it instead (the
+        receive hot path: no intermediate list, no per-message dispatch).
+        """
         if self._error is not None:
             raise self._error
         tail = self._tail
@@ -243,12 +251,30 @@ class Decoder:
         else:
             buf = data if type(data) is bytes else bytes(data)
         out: List[m.BackendMessage] = []
+        sink = out.append if on_notify is None else on_notify
         pos = 0
         size = len(buf)
         need = 0
+        find = buf.find
+        make = tuple.__new__
         notify = m.Notify
+        head = _NOTIFY_HEAD
         try:
             while pos < size:
+                # The hot path: a run of complete, well-formed NotificationResponses.
+                while size - pos >= 9 and buf[pos] == 65:
+                    _, length, pid = head(buf, pos)
+                    end = pos + 1 + length
+                    if end > size or length < 10:
+                        break  # incomplete or invalid: the general path decides
+                    nul = find(0, pos + 9, end)
+                    if nul < 0 or find(0, nul + 1, end) != end - 1:
+                        raise _Malformed("notification strings are not NUL-terminated")
+                    channel = buf[pos + 9 : nul].decode()
+                    sink(make(notify, (pid, channel, buf[nul + 1 : end - 1].decode())))
+                    pos = end
+                if pos >= size:
+                    break
                 kind = buf[pos]
                 if kind not in _KNOWN_TYPES:
                     raise _Malformed(f"unknown message type {bytes([kind])!r}")
@@ -265,19 +291,12 @@ class Decoder:
                 if end > size:
                     need = end - pos
                     break
-                if kind == 65:  # 'A', NotificationResponse: the hot path, inlined
-                    if length < 10:
-                        raise _Malformed("notification too short")
-                    (pid,) = unpack_from("!i", buf, pos + 5)
-                    nul = buf.find(0, pos + 9, end)
-                    if nul < 0 or buf.find(0, nul + 1, end) != end - 1:
-                        raise _Malformed("notification strings are not NUL-terminated")
-                    out.append(
-                        notify(pid, buf[pos + 9 : nul].decode(), buf[nul + 1 : end - 1].decode())
-                    )
+                # A separate body, so no field read can run into the next message.
+                message = _PARSERS[kind](buf[pos + 5 : end], 0, length - 4)
+                if kind == 65:
+                    sink(message)  # type: ignore[arg-type]
                 else:
-                    # A separate body, so no field read can run into the next message.
-                    out.append(_PARSERS[kind](buf[pos + 5 : end], 0, length - 4))
+                    out.append(message)
                 pos = end
         except (_Malformed, StructError, UnicodeDecodeError, IndexError) as exc:
             self._error = ProtocolViolation(

@@ -158,17 +158,15 @@ class Protocol:
             raise ProtocolViolation(
                 "the server sent data before the client started up; closing the connection"
             )
+        queue = self.notifications
         try:
-            received = self._decoder.feed(data)
+            received = self._decoder.feed(data, queue.append)
         except ProtocolViolation:
             self.state = State.CLOSED
             raise
-        queue = self.notifications
         for message in received:
             kind = type(message)
-            if kind is m.Notify:
-                queue.append(message)  # type: ignore[arg-type]
-            elif kind is m.NoticeResponse:
+            if kind is m.NoticeResponse:
                 self._notice(message.fields)  # type: ignore[union-attr]
             elif kind is m.ParameterStatus:
                 self.parameters[message.name] = message.value  # type: ignore[union-attr]

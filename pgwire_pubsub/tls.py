@@ -15,17 +15,20 @@ an established TLS connection, and never opens a socket itself.  A driver:
 
 from __future__ import annotations
 
-import hashlib
 import os
-import socket
 import ssl
 import stat
 import sys
 import warnings
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Tuple
 
-from asn1crypto import x509  # type: ignore[import-untyped]
-
+# Read from the server certificate (certs), and part of this module's interface too.
+from .certs import CHANNEL_BINDING_TYPE as CHANNEL_BINDING_TYPE
+from .certs import SSLSocketLike as SSLSocketLike
+from .certs import certificate_hash as certificate_hash
+from .certs import channel_binding_data as channel_binding_data
+from .certs import check_hostname as check_hostname
+from .certs import match_hostname as match_hostname
 from .errors import OperationalError, ProgrammingError
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -33,7 +36,6 @@ _VERIFYING = ("verify-ca", "verify-full")
 _STRONG = ("require", *_VERIFYING)  # the modes direct TLS may be used with
 
 ALPN_PROTOCOL = "postgresql"  # what libpq 17 offers, and direct TLS requires
-CHANNEL_BINDING_TYPE = "tls-server-end-point"  # RFC 5929, what PostgreSQL implements
 DEFAULT_MIN_PROTOCOL_VERSION = "TLSv1.2"  # libpq's default ssl_min_protocol_version
 SYSTEM_ROOTS = "system"  # sslrootcert=system: the system's trusted CAs (libpq 16)
 
@@ -43,8 +45,6 @@ _TLS_VERSIONS = {
     "tlsv1.2": ssl.TLSVersion.TLSv1_2,
     "tlsv1.3": ssl.TLSVersion.TLSv1_3,
 }
-
-SSLSocketLike = Union[ssl.SSLSocket, ssl.SSLObject]
 
 
 def _home_file(name: str) -> str:
@@ -365,108 +365,6 @@ def server_hostname(host: Optional[str], sslsni: bool = True) -> Optional[str]:
     return host
 
 
-def check_hostname(sslsock: SSLSocketLike, host: Optional[str]) -> None:
-    """verify-full's name check on an established connection, with libpq's rules.
-
-    Raises ``OperationalError`` when the server certificate does not name ``host``.
-    """
-    der = sslsock.getpeercert(binary_form=True)
-    if not der:
-        raise OperationalError("the server sent no certificate, so its name cannot be verified")
-    match_hostname(der, host)
-
-
-def _is_ip_address(host: str) -> Optional[bytes]:
-    """The address as network-order bytes when ``host`` is an IP literal (C inet_aton/pton)."""
-    try:
-        return socket.inet_aton(host)
-    except OSError:
-        pass
-    try:
-        return socket.inet_pton(socket.AF_INET6, host)
-    except (OSError, ValueError):
-        return None
-
-
-def _name_matches(pattern: str, host: str) -> bool:
-    if "\0" in pattern:
-        raise OperationalError("SSL certificate's name contains embedded null")
-    if pattern.lower() == host.lower():
-        return True
-    # A wildcard is only the whole leftmost label, and matches exactly one label.
-    if len(pattern) < 3 or not pattern.startswith("*.") or len(pattern) > len(host):
-        return False
-    suffix = pattern[1:]
-    if not host.lower().endswith(suffix.lower()):
-        return False
-    return "." not in host[: len(host) - len(suffix)]
-
-
-def _ip_text(raw: bytes) -> str:
-    if len(raw) == 4:
-        return socket.inet_ntop(socket.AF_INET, raw)
-    if len(raw) == 16:
-        return socket.inet_ntop(socket.AF_INET6, raw)
-    return raw.hex()
-
-
-def match_hostname(der: bytes, host: Optional[str]) -> None:
-    """libpq's rules for a DER certificate and the host connected to.
-
-    - subjectAltName dNSName entries match case-insensitively; a wildcard
-      only as the whole leftmost label (``*.example.com``);
-    - an IP host matches iPAddress entries (binary comparison);
-    - the subject CN is considered only when there is no SAN entry of the
-      host's kind (DNS for names, IP for addresses).
-    """
-    if not host:
-        raise OperationalError("host name must be specified for a verified SSL connection")
-    address = _is_ip_address(host)
-    wanted = "ip_address" if address is not None else "dns_name"
-    try:
-        cert = x509.Certificate.load(der)
-        alt_names = cert.subject_alt_name_value
-        entries = [(name.name, bytes(name.chosen.contents)) for name in alt_names or ()]
-        common_names = [
-            str(ava["value"].native)
-            for rdn in cert.subject.chosen
-            for ava in rdn
-            if ava["type"].native == "common_name"
-        ]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise OperationalError(f"could not read the server certificate's names: {exc}") from None
-
-    examined: List[str] = []
-    check_cn = True
-    for kind, raw in entries:
-        if kind == wanted:
-            check_cn = False
-        if kind == "dns_name":
-            name = raw.decode("latin-1")
-            examined.append(name)
-            if _name_matches(name, host):
-                return
-        elif kind == "ip_address":
-            examined.append(_ip_text(raw))
-            if len(raw) not in (4, 16):
-                raise OperationalError("SSL certificate's address entry has an invalid length")
-            if address is not None and raw == address:
-                return
-    if check_cn and common_names:
-        examined.append(common_names[0])
-        if _name_matches(common_names[0], host):
-            return
-    if not examined:
-        raise OperationalError("could not get server's host name from server certificate")
-    others = len(examined) - 1
-    also = f" (and {others} other name{'s' if others > 1 else ''})" if others else ""
-    raise OperationalError(
-        f'server certificate for "{examined[0]}"{also} does not match host name "{host}" '
-        "(sslmode=verify-full verifies the name; connect with a name the certificate "
-        "lists, or use verify-ca)"
-    )
-
-
 def direct_alpn_ok(sslsock: SSLSocketLike) -> bool:
     """Whether the server selected ALPN ``postgresql``, as direct TLS requires."""
     return sslsock.selected_alpn_protocol() == ALPN_PROTOCOL
@@ -484,39 +382,6 @@ def check_direct_alpn(sslsock: SSLSocketLike) -> None:
         raise OperationalError(
             f"SSL connection was established with unexpected ALPN protocol {selected!r}"
         )
-
-
-def channel_binding_data(sslsock: SSLSocketLike) -> Tuple[str, bytes]:
-    """``('tls-server-end-point', hash of the server certificate)`` for SCRAM-SHA-256-PLUS."""
-    der = sslsock.getpeercert(binary_form=True)
-    if not der:
-        raise OperationalError("the server sent no certificate, so channel binding is impossible")
-    return CHANNEL_BINDING_TYPE, certificate_hash(der)
-
-
-def certificate_hash(der: bytes) -> bytes:
-    """RFC 5929 tls-server-end-point: the certificate hashed with its signature's hash.
-
-    MD5 and SHA-1 are replaced by SHA-256.  This is the computation scramp
-    makes for ``('tls-server-end-point', ssl_socket)`` (through asn1crypto), and
-    PostgreSQL's server makes for its own certificate.
-    """
-    try:
-        algorithm = x509.Certificate.load(der).hash_algo
-    except (ValueError, TypeError, KeyError) as exc:
-        raise OperationalError(
-            f"could not determine server certificate signature algorithm: {exc}"
-        ) from None
-    if algorithm in ("md5", "sha1"):
-        algorithm = "sha256"
-    if algorithm == "shake256":  # Ed448: no fixed-size hash (PostgreSQL cannot bind to it)
-        return hashlib.shake_256(der).digest(64)
-    try:
-        return hashlib.new(algorithm, der).digest()
-    except ValueError:
-        raise OperationalError(
-            f"could not find digest {algorithm!r} for the server certificate"
-        ) from None
 
 
 # -- handshake failures ------------------------------------------------------

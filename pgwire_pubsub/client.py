@@ -193,9 +193,10 @@ class Connection:
                     transport.run(flows.drain(self._proto), self._proto)
                 if not transport.wait_readable(timeout):
                     return
-                data = transport.recv(None)
                 with interrupts_deferred():
-                    self._proto.receive_data(data)
+                    data = transport.read_available()
+                    if data is not None:
+                        self._proto.receive_data(data)
         except (OSError, OperationalError) as exc:
             error = self._fail(exc)
             if not self._proto.notifications:

@@ -49,18 +49,23 @@ OVERFLOW_POLICIES = ("raise", "drop-oldest")
 
 
 class Bound:
-    """Keeps a notification queue within ``max_pending``, never losing silently."""
+    """Keeps a notification queue within ``max_pending``, never losing silently.
+
+    Markers in the queue do not count toward the bound; ``markers`` counts
+    them (whoever queues a marker calls ``marker_added``; ``take`` sees them go).
+    """
 
     def __init__(self, max_pending: int, policy: str = "raise") -> None:
-        if max_pending < 1:
-            raise ValueError(f"max_pending must be at least 1, not {max_pending}")
-        if policy not in OVERFLOW_POLICIES:
-            raise ValueError(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}: {policy!r}")
+        check_bound_options(max_pending, policy)
         self.max_pending = max_pending
         self.policy = policy
+        self.markers = 0
+
+    def marker_added(self) -> None:
+        self.markers += 1
 
     def enforce(self, queue: Deque[QueueItem]) -> None:
-        excess = len(queue) - self.max_pending
+        excess = len(queue) - self.markers - self.max_pending
         if excess <= 0:
             return
         if self.policy == "raise":
@@ -68,26 +73,30 @@ class Bound:
         else:
             self._drop_oldest(queue, excess)
 
-    @staticmethod
-    def _drop_newest(queue: Deque[QueueItem], excess: int) -> None:
+    def _drop_newest(self, queue: Deque[QueueItem], excess: int) -> None:
         lost = 0
-        while lost < excess and queue and type(queue[-1]) is Notify:
-            queue.pop()
-            lost += 1
-        tail = queue[-1] if queue else None
-        if isinstance(tail, _Overflowed):
-            queue.pop()
-            lost += tail.lost
+        kept_markers = []
+        while queue and (lost < excess or isinstance(queue[-1], _Overflowed)):
+            item = queue.pop()
+            if type(item) is Notify:
+                lost += 1
+            elif isinstance(item, _Overflowed):  # merge: the loss goes on at the same point
+                lost += item.lost
+                self.markers -= 1
+            else:
+                kept_markers.append(item)  # a reconnection stays visible
+        queue.extend(reversed(kept_markers))
         queue.append(_Overflowed(lost))
+        self.markers += 1
 
-    @staticmethod
-    def _drop_oldest(queue: Deque[QueueItem], excess: int) -> None:
+    def _drop_oldest(self, queue: Deque[QueueItem], excess: int) -> None:
         dropped = 0
         kept_markers = []
         while queue and (excess > 0 or type(queue[0]) is Dropped):
             item = queue.popleft()
             if isinstance(item, Dropped):
                 dropped += item.dropped
+                self.markers -= 1
             elif type(item) is Notify:
                 dropped += 1
                 excess -= 1
@@ -96,9 +105,20 @@ class Bound:
         for marker in reversed(kept_markers):
             queue.appendleft(marker)
         queue.appendleft(Dropped(dropped))
+        self.markers += 1
 
     def take(self, item: QueueItem) -> Optional[Event]:
         """``item`` as an event; the overflow marker raises ``PendingOverflow``."""
+        if type(item) is Notify:
+            return item
+        self.markers -= 1
         if isinstance(item, _Overflowed):
             raise PendingOverflow(item.lost, self.max_pending)
         return item
+
+
+def check_bound_options(max_pending: Optional[int], policy: str) -> None:
+    if policy not in OVERFLOW_POLICIES:
+        raise ValueError(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}: {policy!r}")
+    if max_pending is not None and (not isinstance(max_pending, int) or max_pending < 1):
+        raise ValueError(f"max_pending must be a whole number of at least 1, not {max_pending!r}")

@@ -12,7 +12,7 @@ from .channels import NOTIFY_SQL, check_channel, check_payload, quote_ident
 from .client import Connection, connect_raw
 from .conninfo import make_params
 from .errors import DatabaseError, InterfaceError, OperationalError
-from .events import Bound, Event, QueueItem, Reconnected, _Overflowed
+from .events import Bound, Event, QueueItem, Reconnected, _Overflowed, check_bound_options
 from .protocol.messages import Notify
 from .reconnect import ReconnectPolicy
 
@@ -50,11 +50,10 @@ class PubSub:
         max_pending: Optional[int] = None,
         overflow: str = "raise",
     ) -> None:
+        check_options(health_check_interval, max_pending, overflow)
         self.conn = conn
         self.channels: Set[str] = set()
         self.policy = ReconnectPolicy() if reconnect is True else (reconnect or None)
-        if health_check_interval is not None and health_check_interval <= 0:
-            raise ValueError("health_check_interval must be a positive number of seconds")
         self.health_check_interval = health_check_interval
         self.health_check_timeout = health_check_timeout
         self.health_check_channels = health_check_channels
@@ -148,6 +147,16 @@ class PubSub:
         conn = self._connected()
         channel = f"pgwire_pubsub_verify_{conn.get_backend_pid()}_{secrets.token_hex(6)}"
         token = secrets.token_hex(8)
+        # The bound must not drop the self-test's own notification (nor one of yours for it).
+        bound, conn.bound = conn.bound, None
+        try:
+            self._self_test(conn, channel, token, timeout)
+        finally:
+            conn.bound = bound
+            if bound is not None:
+                bound.enforce(self._queue)
+
+    def _self_test(self, conn: Connection, channel: str, token: str, timeout: float) -> None:
         conn.execute("LISTEN " + quote_ident(channel))
         try:
             conn.execute(NOTIFY_SQL, [channel, token])
@@ -314,8 +323,13 @@ class PubSub:
                     raise
                 if self._stop.wait(policy.delay(attempt)):
                     raise InterfaceError("connection closed while reconnecting") from None
+        if self._stop.is_set():  # close() came while the new connection was being made
+            conn.close()
+            raise InterfaceError("connection closed while reconnecting")
         # The marker goes exactly between what came before the loss and what follows.
         self._queue.append(Reconnected(time.monotonic() - started, conn.get_backend_pid(), attempt))
+        if self._bound is not None:
+            self._bound.marker_added()
         conn.adopt_queue(self._queue, self._bound)
         self.conn = conn
 
@@ -351,11 +365,25 @@ def connect(dsn: Optional[str] = None, **kwargs: Any) -> PubSub:
     """Connect and return a ``PubSub``; takes what ``psycopg2.connect()`` takes, plus the
     PubSub options (``reconnect``, ``health_check_interval``, ``max_pending``...)."""
     options = {key: kwargs.pop(key) for key in _PUBSUB_OPTIONS if key in kwargs}
+    check_options(
+        options.get("health_check_interval"),
+        options.get("max_pending"),
+        options.get("overflow", "raise"),
+    )
     params = make_params(dsn, **kwargs)
-    for key in ("health_check_interval", "max_pending"):
-        if options.get(key) is not None and options[key] <= 0:
-            raise ValueError(f"{key} must be positive, not {options[key]!r}")
     return PubSub(Connection(params), **options)
+
+
+def check_options(
+    health_check_interval: Optional[float], max_pending: Optional[int], overflow: str
+) -> None:
+    """Refuse bad PubSub options before anything is connected."""
+    if health_check_interval is not None and not health_check_interval > 0:
+        raise ValueError(
+            f"health_check_interval must be a positive number of seconds, not "
+            f"{health_check_interval!r}"
+        )
+    check_bound_options(max_pending, overflow)
 
 
 ConnectionLike = Union[Connection, PubSub]

@@ -30,12 +30,17 @@ class ReconnectPolicy:
             raise ValueError(f"multiplier must be at least 1, not {self.multiplier}")
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter is a fraction from 0 to 1, not {self.jitter}")
+        if self.max_duration is not None and self.max_duration < 0:
+            raise ValueError(f"max_duration cannot be negative, not {self.max_duration}")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
 
     def delay(self, attempt: int, rng: Optional[random.Random] = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1, 2, ...)."""
-        base = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
+        try:
+            base = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
+        except OverflowError:  # after a very long outage
+            base = self.max_delay
         draw = rng.random() if rng is not None else random.random()
         return base * (1.0 - self.jitter * draw)
 

@@ -90,9 +90,12 @@ class Transport:
             out = next(step)
             while True:
                 if out is None:
-                    data = self.recv(deadline)
+                    if not self.wait_readable(remaining(deadline)):
+                        raise TimeoutError("timeout expired")
                     with interrupts_deferred():
-                        out = step.send(data)
+                        data = self.read_available()
+                        if data is not None:
+                            out = step.send(data)
                 else:
                     self.sending = True
                     self.sendall(out, deadline)
@@ -109,15 +112,18 @@ class Transport:
         self.sock.sendall(data)
         self.last_activity = time.monotonic()
 
-    def recv(self, deadline: Optional[float] = None) -> bytes:
-        """The next bytes received (``b""`` at end of stream), waiting until ``deadline``."""
+    def read_available(self) -> Optional[bytes]:
+        """What has arrived, without waiting: bytes, ``b""`` at end of stream, or None when
+        nothing is complete yet (e.g. part of a TLS record).  Call it once select said
+        readable, with interrupts deferred, so that nothing read can be lost."""
         sock = self.sock
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return sock.recv(sock.pending())
-        if not self.wait_readable(remaining(deadline)):
-            raise TimeoutError("timeout expired")
-        sock.settimeout(remaining(deadline))
-        data = sock.recv(RECV_SIZE)
+        sock.settimeout(0.0)
+        try:
+            data = sock.recv(RECV_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return None
         self.last_activity = time.monotonic()
         return data
 

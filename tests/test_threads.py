@@ -1,0 +1,473 @@
+"""Threads and signals against a real server: close() from another thread or a signal
+handler wakes a blocked call; only close() may cross threads; Ctrl-C leaves the connection
+usable."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, List, Optional
+
+import pytest
+from faultproxy import FaultProxy
+from pgcluster import LineReader, Server, wait_for
+
+import pgwire_pubsub as pgpubsub
+from pgwire_pubsub import InterfaceError, Notify, OperationalError, PubSub, ReconnectPolicy
+from pgwire_pubsub.events import Event
+
+TIMEOUT = 10.0  # seconds: a failure guard, never a performance target
+PROMPT = 2.0  # "promptly": a woken call ends well within this
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- helpers ---------------------------------------------------------------
+
+
+def waiting_in_select(thread: threading.Thread) -> bool:
+    """True while ``thread`` is inside the transport's wait for the server (select)."""
+    assert thread.ident is not None
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "wait_readable":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def backend_state(pg: Server, pid: int) -> str:
+    return pg.psql(f"SELECT state FROM pg_stat_activity WHERE pid = {pid}").strip()
+
+
+def backend_gone(pg: Server, pid: int) -> Callable[[], bool]:
+    def gone() -> bool:
+        return pg.psql(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}") == "0\n"
+
+    return gone
+
+
+def unread_bytes(ps: PubSub) -> int:
+    """Bytes received by the kernel and not yet read by the client."""
+    raw = fcntl.ioctl(ps.conn.fileno(), termios.FIONREAD, struct.pack("i", 0))
+    return int(struct.unpack("i", raw)[0])
+
+
+def notification_size(channel: str, payload: str) -> int:
+    return 1 + 4 + 4 + len(channel.encode()) + 1 + len(payload.encode()) + 1
+
+
+class Runner:
+    """Runs ``target`` in a daemon thread; ``started`` is set right before it is called."""
+
+    def __init__(self, target: Callable[[], Any]) -> None:
+        self.started = threading.Event()
+        self.error: Optional[BaseException] = None
+        self._target = target
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.started.set()
+        try:
+            self._target()
+        except BaseException as exc:
+            self.error = exc
+
+    def wait_blocked(self, pg: Server, pid: int) -> None:
+        """Until the thread waits in select on an idle connection."""
+        assert self.started.wait(TIMEOUT), "the thread never started"
+        wait_for(lambda: backend_state(pg, pid) == "idle", TIMEOUT, message="an idle backend")
+        wait_for(lambda: waiting_in_select(self.thread), TIMEOUT, message="a blocked thread")
+
+    def join(self, timeout: float = TIMEOUT) -> float:
+        """Join within ``timeout``; the seconds it took."""
+        start = time.monotonic()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"the thread is still running after {timeout} s"
+        return time.monotonic() - start
+
+
+@pytest.fixture
+def connect(pg: Server) -> Iterator[Callable[..., PubSub]]:
+    opened: List[PubSub] = []
+
+    def make(**over: Any) -> PubSub:
+        options = {k: over.pop(k) for k in ("reconnect", "max_pending") if k in over}
+        ps = pgpubsub.connect(**pg.dsn_kwargs(**over), **options)
+        opened.append(ps)
+        return ps
+
+    yield make
+    for ps in opened:
+        ps.close()
+
+
+# -- close() from another thread ------------------------------------------------------
+
+
+def test_close_from_another_thread_ends_events(pg: Server, connect: Callable[..., PubSub]) -> None:
+    pubsub = connect()
+    pubsub.listen("threads_close")
+    pid = pubsub.conn.get_backend_pid()
+    got: List[Any] = []
+
+    def loop() -> None:
+        for event in pubsub.events(select_timeout=None):
+            got.append(event)
+
+    runner = Runner(loop)
+    pg.psql("NOTIFY threads_close, 'before'")  # the loop is live and delivering
+    wait_for(lambda: got, TIMEOUT, message="the first notification")
+    runner.wait_blocked(pg, pid)
+
+    pubsub.close()
+    assert runner.join(PROMPT) < PROMPT
+    assert runner.error is None, f"events() raised {runner.error!r} instead of ending"
+    assert [e.payload for e in got] == ["before"]
+    assert pubsub.conn.closed == 1
+
+
+def test_close_from_another_thread_wakes_get_event(
+    pg: Server, connect: Callable[..., PubSub]
+) -> None:
+    pubsub = connect()
+    pubsub.listen("threads_get_event")
+    pid = pubsub.conn.get_backend_pid()
+    runner = Runner(lambda: pubsub.get_event(select_timeout=None))
+    runner.wait_blocked(pg, pid)
+
+    pubsub.close()
+    assert runner.join(PROMPT) < PROMPT
+    assert isinstance(runner.error, InterfaceError), runner.error
+    assert "closed" in str(runner.error)
+    assert pubsub.conn.closed == 1
+    with pytest.raises(InterfaceError):
+        pubsub.get_event()
+
+
+def test_close_returns_at_once_while_another_thread_waits(
+    pg: Server, connect: Callable[..., PubSub]
+) -> None:
+    pubsub = connect()
+    pid = pubsub.conn.get_backend_pid()
+    runner = Runner(lambda: list(pubsub.events(select_timeout=None)))
+    runner.wait_blocked(pg, pid)
+    start = time.monotonic()
+    pubsub.close()
+    pubsub.close()  # twice is fine
+    assert time.monotonic() - start < PROMPT
+    runner.join(PROMPT)
+    assert runner.error is None
+    assert pubsub.conn.closed == 1
+
+
+def test_a_second_thread_gets_interface_error_naming_the_rule(
+    pg: Server, connect: Callable[..., PubSub]
+) -> None:
+    pubsub = connect()
+    pubsub.listen("threads_rule")
+    pid = pubsub.conn.get_backend_pid()
+    got: List[Any] = []
+
+    def loop() -> None:
+        for event in pubsub.events(select_timeout=None):
+            got.append(event)
+
+    runner = Runner(loop)
+    runner.wait_blocked(pg, pid)
+
+    for call in (
+        lambda: pubsub.notify("threads_rule", "from the second thread"),
+        lambda: pubsub.listen("threads_other"),
+        lambda: pubsub.conn.execute("SELECT 1"),
+    ):
+        with pytest.raises(InterfaceError) as info:
+            call()
+        assert "another thread is using this connection" in str(info.value)
+        assert "only close()" in str(info.value)
+
+    # The refused calls changed nothing: the loop still delivers, and only what psql sent.
+    assert runner.thread.is_alive()
+    pg.psql("NOTIFY threads_rule, 'still delivered'")
+    wait_for(lambda: got, TIMEOUT, message="a notification in the loop")
+    assert [e.payload for e in got] == ["still delivered"]
+    assert "threads_other" not in pubsub.channels
+    pubsub.close()
+    runner.join(PROMPT)
+    assert runner.error is None
+
+
+def test_close_during_a_reconnection_attempt_ends_events(pg: Server) -> None:
+    proxy = FaultProxy(pg.host, pg.port)
+    pubsub = pgpubsub.connect(
+        **pg.dsn_kwargs(host=proxy.host, port=proxy.port, sslmode="disable"),
+        reconnect=ReconnectPolicy(initial_delay=0.01, max_delay=0.05),
+    )
+    runner: Optional[Runner] = None
+    try:
+        pubsub.listen("threads_reconnect")
+        pid = pubsub.conn.get_backend_pid()
+        runner = Runner(lambda: list(pubsub.events(select_timeout=None)))
+        runner.wait_blocked(pg, pid)
+
+        proxy.blackhole()  # the next connection attempt hangs in its startup...
+        proxy.cut()  # ...which starts now
+        wait_for(lambda: proxy.connections == 2, TIMEOUT, message="a reconnection attempt")
+        pubsub.close()  # while the attempt is in progress
+        proxy.passthrough()  # the attempt succeeds after all
+
+        runner.thread.join(3.0)  # the attempt completes within milliseconds
+        assert not runner.thread.is_alive(), "events() went on after close()"
+        assert pubsub.conn.closed == 1
+    finally:
+        pubsub.close()
+        proxy.close()
+        if runner is not None:
+            runner.thread.join(TIMEOUT)
+
+
+# -- Ctrl-C right after bytes were received -----------------------------------------
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals: main thread"
+)
+def test_ctrl_c_right_after_a_read_loses_nothing(
+    pg: Server, connect: Callable[..., PubSub]
+) -> None:
+    pubsub = connect(sslmode="disable")  # the bytes counted below are the protocol's own
+    pubsub.listen("threads_sigint")
+    pairs = [("threads_sigint", f"n{i}") for i in range(3)]
+    out = pg.psql(
+        "BEGIN; "
+        + "".join(f"SELECT pg_notify('{c}', '{p}'); " for c, p in pairs)
+        + "SELECT pg_backend_pid(); COMMIT;"
+    )
+    sender = int(out.split()[-1])
+    expected = sum(notification_size(c, p) for c, p in pairs)
+    wait_for(lambda: unread_bytes(pubsub) >= expected, TIMEOUT, message="the notifications")
+    fd = pubsub.conn.fileno()
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def signal_after_recv(frame: Any, event: str, arg: Any) -> None:
+        # The moment a real Ctrl-C can land: the recv() system call has returned the
+        # bytes, and CPython runs the handler at its next check, before any more code.
+        if event != "c_return" or getattr(arg, "__name__", "") != "recv":
+            return
+        if getattr(getattr(arg, "__self__", None), "fileno", lambda: -1)() == fd:
+            sys.setprofile(None)
+            signal.pthread_kill(main, signal.SIGINT)
+
+    sys.setprofile(signal_after_recv)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pubsub.get_event(select_timeout=TIMEOUT)
+    finally:
+        sys.setprofile(None)
+
+    got: List[Optional[Event]] = []
+    while len(got) < len(pairs):
+        got.append(pubsub.get_event(select_timeout=2))
+        if got[-1] is None:
+            break
+    assert got == [Notify(sender, c, p) for c, p in pairs]
+
+
+# -- signals, in a child process ------------------------------------------------------
+
+PRELUDE = '''
+import os, signal, sys, threading, time
+import pgwire_pubsub
+
+def say(text):
+    print(text, flush=True)
+
+def when_waiting(text):
+    """Print ``text`` once the main thread waits in select for the server."""
+    main = threading.main_thread().ident
+
+    def watch():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGUSR1})
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            frame = sys._current_frames().get(main)
+            while frame is not None:
+                if frame.f_code.co_name == "wait_readable":
+                    say(text)
+                    return
+                frame = frame.f_back
+            time.sleep(0.005)  # polling interval
+        say("never blocked")
+
+    threading.Thread(target=watch, daemon=True).start()
+
+pubsub = pgwire_pubsub.connect(os.environ["PGWIRE_SCRIPT_DSN"])
+say(f"pid {pubsub.conn.get_backend_pid()}")
+'''
+
+
+class Child:
+    def __init__(self, pg: Server, tmp_path: Path, body: str) -> None:
+        script = tmp_path / "child.py"
+        script.write_text(PRELUDE + textwrap.dedent(body))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+        env["PGWIRE_SCRIPT_DSN"] = pg.dsn()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        self.out = LineReader(self.proc.stdout)
+        self.pid = int(self.line("pid ").split()[1])
+
+    def line(self, text: str) -> str:
+        try:
+            return self.out.wait_for_line(text, TIMEOUT)
+        except AssertionError:
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=TIMEOUT)
+            raise AssertionError(f"{text!r} never came; stderr:\n{err}") from None
+
+    def finish(self) -> str:
+        """Wait for the exit; its stderr.  Fails unless the exit status is 0."""
+        try:
+            _, err = self.proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        assert self.proc.returncode == 0, f"exit status {self.proc.returncode}:\n{err}"
+        return err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=TIMEOUT)
+
+
+@pytest.fixture
+def child(pg: Server, tmp_path: Path) -> Iterator[Callable[[str], Child]]:
+    started: List[Child] = []
+
+    def start(body: str) -> Child:
+        started.append(Child(pg, tmp_path, body))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.kill()
+
+
+def test_close_from_a_signal_handler_ends_events(pg: Server, child: Callable[[str], Child]) -> None:
+    proc = child(
+        """
+        pubsub.listen("threads_signal")
+        signal.signal(signal.SIGUSR1, lambda *args: pubsub.close())
+        when_waiting("ready")
+        for event in pubsub.events(select_timeout=None):
+            say(f"event {event!r}")
+        say(f"ended closed={pubsub.conn.closed}")
+        """
+    )
+    proc.line("ready")
+    proc.proc.send_signal(signal.SIGUSR1)
+    proc.line("ended")
+    proc.finish()
+    assert "ended closed=1" in proc.out.lines
+    assert not any(line.startswith("event") for line in proc.out.lines)
+    wait_for(backend_gone(pg, proc.pid), TIMEOUT, message="the backend to exit")
+
+
+def test_ctrl_c_in_events_leaves_the_pubsub_usable(
+    pg: Server, child: Callable[[str], Child]
+) -> None:
+    proc = child(
+        """
+        pubsub.listen("threads_ctrl_c")
+        when_waiting("ready")
+        try:
+            for event in pubsub.events(select_timeout=None):
+                say(f"event {event!r}")
+        except KeyboardInterrupt:
+            say("interrupted")
+        pubsub.notify("threads_ctrl_c", "after ctrl-c")
+        event = pubsub.get_event(select_timeout=5)
+        say(f"payload {event.payload if event else None!r}")
+        say(f"then {pubsub.get_event(select_timeout=0.2)!r}")
+        pubsub.close()
+        """
+    )
+    proc.line("ready")
+    proc.proc.send_signal(signal.SIGINT)
+    proc.line("interrupted")
+    proc.line("then")
+    proc.finish()
+    assert "payload 'after ctrl-c'" in proc.out.lines
+    assert "then None" in proc.out.lines
+    assert not any(line.startswith("event") for line in proc.out.lines)
+
+
+def test_ctrl_c_during_a_command_then_the_next_command_works(
+    pg: Server, child: Callable[[str], Child]
+) -> None:
+    proc = child(
+        """
+        when_waiting("waiting")
+        try:
+            pubsub.conn.execute("SELECT pg_sleep(1)")
+            say("completed")
+        except KeyboardInterrupt:
+            say("interrupted")
+        say(f"rows {pubsub.conn.execute('SELECT 42, pg_backend_pid()')!r}")
+        pubsub.listen("threads_after")
+        pubsub.notify("threads_after", "in step")
+        say(f"event {pubsub.get_event(select_timeout=5)!r}")
+        pubsub.close()
+        """
+    )
+    proc.line("waiting")
+    wait_for(
+        lambda: pg.psql(
+            f"SELECT state, query FROM pg_stat_activity WHERE pid = {proc.pid}"
+        ).startswith("active|SELECT pg_sleep(1)"),
+        TIMEOUT,
+        message="the query to run",
+    )
+    proc.proc.send_signal(signal.SIGINT)
+    proc.line("event")
+    proc.finish()
+    assert "interrupted" in proc.out.lines
+    # The same backend (no reconnection), and the reply is this command's, not pg_sleep's.
+    assert f"rows [('42', '{proc.pid}')]" in proc.out.lines
+    assert f"event Notify({proc.pid}, 'threads_after', 'in step')" in proc.out.lines
+
+
+def test_close_from_another_thread_wakes_a_running_command(
+    pg: Server, connect: Callable[..., PubSub]
+) -> None:
+    """close() from another thread while a command waits: InterfaceError, not a lost
+    connection, and the connection ends up closed (1), not broken (2)."""
+    pubsub = connect()
+    pid = pubsub.conn.get_backend_pid()
+    runner = Runner(lambda: pubsub.conn.execute("SELECT pg_sleep(5)"))
+    assert runner.started.wait(TIMEOUT)
+    wait_for(lambda: backend_state(pg, pid) == "active", TIMEOUT, message="the query")
+    wait_for(lambda: waiting_in_select(runner.thread), TIMEOUT, message="a blocked thread")
+    pubsub.close()
+    assert runner.join(PROMPT) < PROMPT
+    assert isinstance(runner.error, InterfaceError)
+    assert not isinstance(runner.error, OperationalError)
+    assert pubsub.conn.closed == 1

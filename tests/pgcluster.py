@@ -12,7 +12,6 @@ capability flags ``has_roles``, ``has_tls`` and ``can_restart`` so tests can ski
 from __future__ import annotations
 
 import atexit
-import glob
 import os
 import pwd
 import re
@@ -24,6 +23,8 @@ import threading
 import time
 import urllib.parse
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple, TypeVar
+
+from pgwire_pubsub.localserver import find_pg_bindir
 
 T = TypeVar("T")
 
@@ -107,28 +108,6 @@ class LineReader:
             return wait_for(found, timeout, message=f"a line containing {substring!r}")
         except AssertionError as e:
             raise AssertionError(f"{e}; lines so far: {self.lines[start:]!r}") from None
-
-
-def find_pg_bindir() -> Optional[str]:
-    """Directory holding initdb/pg_ctl/postgres, or None if there is none."""
-    env = os.environ.get("PGWIRE_PG_BINDIR")
-    if env:
-        return env
-    try:
-        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        if out and os.path.exists(os.path.join(out, "initdb")):
-            return out
-    except (OSError, subprocess.SubprocessError):
-        pass
-    dirs = glob.glob("/usr/lib/postgresql/*/bin/initdb")
-    if dirs:
-        def version(path: str) -> Tuple[int, ...]:
-            v = path.split("/")[-3]
-            return tuple(int(x) for x in re.findall(r"\d+", v))
-        return os.path.dirname(max(dirs, key=version))
-    initdb = shutil.which("initdb")
-    return os.path.dirname(initdb) if initdb else None
 
 
 def find_psql() -> Optional[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 MAX_CHANNEL_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer identifiers
 MAX_PAYLOAD_BYTES = 7999  # NOTIFY rejects payloads of 8000 bytes or more
@@ -44,3 +44,9 @@ def check_payload(payload: Optional[str]) -> str:
             f"payload is {size} bytes in UTF-8; PostgreSQL accepts at most {MAX_PAYLOAD_BYTES}"
         )
     return payload
+
+
+def text_array(values: Sequence[str]) -> str:
+    """A text[] literal holding ``values`` exactly (every element quoted and escaped)."""
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"

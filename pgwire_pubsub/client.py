@@ -123,11 +123,6 @@ class Connection:
             if self._proto.parameters.get("client_encoding", "UTF8") != "UTF8" and not self.closed:
                 self._restore_utf8()
 
-    def execute_batch(self, sql: str, rows: Sequence[Sequence[Optional[str]]]) -> int:
-        """Run one statement for every parameter row in one round trip and one transaction
-        (see ``flows.pipeline``); returns how many ran."""
-        return self._run(flows.pipeline(self._proto, sql, rows))
-
     def _restore_utf8(self) -> None:
         changed = self._proto.parameters.get("client_encoding")
         self._run(flows.simple_query(self._proto, "SET client_encoding TO 'UTF8'"))

@@ -33,9 +33,6 @@ class DatabaseError(Error):
     the raw ``fields`` mapping; ``pgerror`` is the text psycopg2 shows.
     """
 
-    # In a batch (``notify_many``), the position of the item that failed.
-    batch_index: Optional[int] = None
-
     def __init__(self, message: str, fields: Optional[Mapping[str, str]] = None) -> None:
         super().__init__(message)
         self.fields: Dict[str, str] = dict(fields or {})

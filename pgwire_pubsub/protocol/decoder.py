@@ -255,7 +255,6 @@ class Decoder:
         pos = 0
         size = len(buf)
         need = 0
-        find = buf.find
         make = tuple.__new__
         notify = m.Notify
         head = _NOTIFY_HEAD
@@ -267,11 +266,11 @@ class Decoder:
                     end = pos + 1 + length
                     if end > size or length < 10:
                         break  # incomplete or invalid: the general path decides
-                    nul = find(0, pos + 9, end)
-                    if nul < 0 or find(0, nul + 1, end) != end - 1:
-                        raise _Malformed("notification strings are not NUL-terminated")
-                    channel = buf[pos + 9 : nul].decode()
-                    sink(make(notify, (pid, channel, buf[nul + 1 : end - 1].decode())))
+                    if buf[end - 1]:
+                        raise _Malformed("notification payload is not NUL-terminated")
+                    # Exactly one NUL must separate channel and payload: split says so.
+                    channel, payload = buf[pos + 9 : end - 1].decode().split("\0")
+                    sink(make(notify, (pid, channel, payload)))
                     pos = end
                 if pos >= size:
                     break
@@ -298,7 +297,7 @@ class Decoder:
                 else:
                     out.append(message)
                 pos = end
-        except (_Malformed, StructError, UnicodeDecodeError, IndexError) as exc:
+        except (_Malformed, StructError, ValueError, IndexError) as exc:
             self._error = ProtocolViolation(
                 f"the server sent a malformed message ({exc}); closing the connection"
             )

@@ -181,29 +181,3 @@ def ping(proto: Protocol) -> Step[None]:
 def listening_channels(proto: Protocol) -> Step[List[str]]:
     rows = yield from simple_query(proto, "SELECT pg_catalog.pg_listening_channels()")
     return [str(row[0]) for row in rows]
-
-
-def pipeline(proto: Protocol, sql: str, rows: Sequence[Sequence[Optional[str]]]) -> Step[int]:
-    """One statement run once per parameter row, in ONE round trip and ONE transaction:
-    a Parse, a Bind/Execute per row, a Sync.  A failing row rolls back all of them; the
-    error raised carries ``batch_index``, the position of the row that failed."""
-    width = len(rows[0]) if rows else 0
-    parts = [frontend.parse("", sql, [frontend.TEXT_OID] * width)]
-    for row in rows:
-        parts.append(frontend.bind("", "", row))
-        parts.append(frontend.execute())
-    parts.append(frontend.sync())
-    yield proto.send_command(b"".join(parts))
-    done = 0
-    error: Optional[DatabaseError] = None
-    while True:
-        message = yield from receive(proto)
-        if isinstance(message, m.CommandComplete):
-            done += 1
-        elif isinstance(message, m.ErrorResponse) and error is None:
-            error = error_from_fields(message.fields)
-            error.batch_index = done
-        elif isinstance(message, m.ReadyForQuery):
-            if error is not None:
-                raise error
-            return done

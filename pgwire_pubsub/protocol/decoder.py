@@ -214,15 +214,18 @@ _PARSERS: Dict[int, Callable[[bytes, int, int], m.BackendMessage]] = {
 
 
 _KNOWN_TYPES = frozenset(_PARSERS)
+_CACHE_SIZE = 1024  # distinct channel names (and sender pids) remembered
 _NOTIFY_HEAD = Struct("!Bii").unpack_from  # type, length, and the sender's pid
 
 
 class Decoder:
     """Feed it bytes as they arrive; it returns every message completed so far."""
 
-    __slots__ = ("_error", "_need", "_tail")
+    __slots__ = ("_channels", "_error", "_need", "_pids", "_tail")
 
     def __init__(self) -> None:
+        self._channels: Dict[bytes, str] = {}
+        self._pids: Dict[int, int] = {}
         self._tail = bytearray()
         self._need = 0  # bytes the tail must reach before parsing can make progress
         self._error: Optional[ProtocolViolation] = None
@@ -256,6 +259,11 @@ class Decoder:
         size = len(buf)
         need = 0
         make = tuple.__new__
+        find = buf.find
+        channels = self._channels
+        pids = self._pids
+        if len(pids) > _CACHE_SIZE:
+            pids.clear()
         notify = m.Notify
         head = _NOTIFY_HEAD
         try:
@@ -266,11 +274,18 @@ class Decoder:
                     end = pos + 1 + length
                     if end > size or length < 10:
                         break  # incomplete or invalid: the general path decides
-                    if buf[end - 1]:
-                        raise _Malformed("notification payload is not NUL-terminated")
-                    # Exactly one NUL must separate channel and payload: split says so.
-                    channel, payload = buf[pos + 9 : end - 1].decode().split("\0")
-                    sink(make(notify, (pid, channel, payload)))
+                    nul = find(0, pos + 9, end)
+                    if buf[end - 1] or nul == end - 1:
+                        raise _Malformed("notification strings are not NUL-terminated")
+                    # Channels and pids repeat: one shared object each saves memory and work.
+                    raw = buf[pos + 9 : nul]
+                    channel = channels.get(raw)
+                    if channel is None:
+                        channel = self._remember_channel(raw)
+                    payload = buf[nul + 1 : end - 1].decode()
+                    if "\0" in payload:
+                        raise _Malformed("notification payload holds a NUL")
+                    sink(make(notify, (pids.setdefault(pid, pid), channel, payload)))
                     pos = end
                 if pos >= size:
                     break
@@ -308,6 +323,12 @@ class Decoder:
         self._tail = bytearray(buf[pos:]) if pos < size else bytearray()
         self._need = need
         return out
+
+    def _remember_channel(self, raw: bytes) -> str:
+        if len(self._channels) > _CACHE_SIZE:
+            self._channels.clear()
+        channel = self._channels[raw] = raw.decode()
+        return channel
 
     def check(self) -> None:
         """Raise the protocol violation found by an earlier ``feed``, if any."""

@@ -78,6 +78,7 @@ class Transport:
         self.wakeup: Optional[socket.socket] = None
         self.last_activity = time.monotonic()
         self.sending = False  # True while a message may be half written
+        self._buffer = memoryview(bytearray(RECV_SIZE))
 
     @property
     def uses_tls(self) -> bool:
@@ -107,25 +108,40 @@ class Transport:
             proto.mark_lost()
             raise socket_error(exc) from None
 
+    def _nonblocking(self) -> socket.socket:
+        """The socket, in non-blocking mode: every wait is our own select, with its deadline
+        (switched once, so that no call pays a system call for it)."""
+        sock = self.sock
+        if sock.gettimeout() != 0.0:
+            sock.settimeout(0.0)
+        return sock
+
     def sendall(self, data: bytes, deadline: Optional[float] = None) -> None:
-        self.sock.settimeout(remaining(deadline))
-        self.sock.sendall(data)
+        sock = self._nonblocking()
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[sock.send(view) :]
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                _, writable, _ = select.select([], [sock], [], remaining(deadline))
+                if not writable:
+                    raise TimeoutError("timeout expired") from None
         self.last_activity = time.monotonic()
 
     def read_available(self) -> Optional[bytes]:
         """What has arrived, without waiting: bytes, ``b""`` at end of stream, or None when
         nothing is complete yet (e.g. part of a TLS record).  Call it once select said
         readable, with interrupts deferred, so that nothing read can be lost."""
-        sock = self.sock
+        sock = self._nonblocking()
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return sock.recv(sock.pending())
-        sock.settimeout(0.0)
         try:
-            data = sock.recv(RECV_SIZE)
+            size = sock.recv_into(self._buffer)
         except (BlockingIOError, ssl.SSLWantReadError):
             return None
         self.last_activity = time.monotonic()
-        return data
+        # One reused buffer: a fresh 256 KiB allocation per read costs mmap/munmap calls.
+        return self._buffer[:size].tobytes()
 
     def wait_readable(self, timeout: Optional[float]) -> bool:
         sock = self.sock

@@ -262,7 +262,7 @@ def test_ctrl_c_right_after_a_read_loses_nothing(
     def signal_after_recv(frame: Any, event: str, arg: Any) -> None:
         # The moment a real Ctrl-C can land: the recv() system call has returned the
         # bytes, and CPython runs the handler at its next check, before any more code.
-        if event != "c_return" or getattr(arg, "__name__", "") != "recv":
+        if event != "c_return" or getattr(arg, "__name__", "") not in ("recv", "recv_into"):
             return
         if getattr(getattr(arg, "__self__", None), "fileno", lambda: -1)() == fd:
             sys.setprofile(None)

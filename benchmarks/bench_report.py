@@ -1,0 +1,395 @@
+"""The benchmark suite's report: medians over rounds, ratios to psycopg2, the targets,
+a Markdown page, a JSON of every raw number and a PNG chart (with matplotlib)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+BASELINE = "psycopg2"
+US = "\u00b5s"  # micro sign
+TIMES = "\u00d7"  # multiplication sign
+DASH = "\u2013"  # en dash
+
+Raw = Dict[str, Dict[str, List[Dict[str, Any]]]]
+
+
+@dataclass
+class Metric:
+    key: str
+    label: str
+    higher_is_better: bool
+    ratio: bool = True  # a column of the ratio to psycopg2
+    digits: int = 3  # significant digits
+
+
+METRICS: Dict[str, List[Metric]] = {
+    "connect": [
+        Metric("rate", "connections/s", True),
+        Metric("cpu_us", f"CPU {US} / connection", False),
+    ],
+    "notify": [
+        Metric("rate", "notifications/s", True),
+        Metric("cpu_us", f"CPU {US} / notification", False),
+    ],
+    "notify_many": [
+        Metric("rate", "notifications/s", True),
+        Metric("cpu_us", f"CPU {US} / notification", False),
+    ],
+    "receive_burst": [
+        Metric("rate", "notifications/s", True),
+        Metric("cpu_us", f"CPU {US} / notification", False),
+    ],
+    "pingpong": [
+        Metric("median_us", f"median {US}", False),
+        Metric("p99_us", f"p99 {US}", False),
+        Metric("cpu_us", f"CPU {US} / round trip", False),
+    ],
+    "memory": [
+        Metric("bytes_traced", "bytes / pending (tracemalloc)", False),
+        Metric("bytes_rss", "bytes / pending (RSS)", False),
+    ],
+    "import": [
+        Metric("import_ms", "import ms", False),
+        Metric("cpu_ms", "CPU ms", False),
+    ],
+}
+
+# (left, right) metric of each workload's row in the chart
+CHART: Dict[str, Tuple[str, str]] = {
+    "connect": ("cpu_us", "rate"),
+    "notify": ("cpu_us", "rate"),
+    "notify_many": ("cpu_us", "rate"),
+    "receive_burst": ("cpu_us", "rate"),
+    "pingpong": ("cpu_us", "median_us"),
+    "memory": ("bytes_traced", "bytes_rss"),
+    "import": ("cpu_ms", "import_ms"),
+}
+
+
+def title(workload: str, counts: Dict[str, Any]) -> str:
+    c = counts.get(workload, {})
+    if workload == "connect":
+        return f"Connect, SCRAM-SHA-256 authentication, close ({c.get('count', '?'):,} times)"
+    if workload == "notify":
+        return f"Sequential notify, 64-byte payloads ({c.get('count', '?'):,} round trips)"
+    if workload == "notify_many":
+        return (f"notify_many, batches of {c.get('size', '?'):,} "
+                f"({c.get('batches', '?')} batches)")
+    if workload == "receive_burst":
+        return (f"Receive burst: {c.get('count', '?'):,} notifications of 64 bytes "
+                "from one transaction")
+    if workload == "pingpong":
+        return f"Ping-pong between two connections ({c.get('count', '?'):,} round trips)"
+    if workload == "memory":
+        return (f"Memory held per pending notification ({c.get('count', '?'):,} received, "
+                "not taken)")
+    return f"Import time (median of {c.get('repeats', '?')} fresh interpreters)"
+
+
+def fmt(value: Optional[float], digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if abs(value) >= 10 ** digits or (value == int(value) and abs(value) >= 100):
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+@dataclass
+class Stat:
+    median: float
+    low: float
+    high: float
+    n: int
+
+    def cell(self, digits: int = 3) -> str:
+        low, high = fmt(self.low, digits), fmt(self.high, digits)
+        if self.n == 1 or low == high:
+            return fmt(self.median, digits)
+        return f"{fmt(self.median, digits)} ({low}{DASH}{high})"
+
+
+def stat(values: List[float]) -> Optional[Stat]:
+    if not values:
+        return None
+    return Stat(statistics.median(values), min(values), max(values), len(values))
+
+
+class Report:
+    def __init__(self, meta: Dict[str, Any], peers: List[Dict[str, Any]], raw: Raw,
+                 workloads: List[str]) -> None:
+        self.meta = meta
+        self.peers = peers
+        self.raw = raw
+        self.workloads = workloads
+        self.labels = {p["key"]: p["label"] for p in peers}
+
+    # -- numbers ---------------------------------------------------------------------
+
+    def stat(self, key: str, workload: str, metric: str) -> Optional[Stat]:
+        runs = self.raw.get(key, {}).get(workload, [])
+        return stat([r[metric] for r in runs if metric in r and r[metric] is not None])
+
+    def median(self, key: str, workload: str, metric: str) -> Optional[float]:
+        s = self.stat(key, workload, metric)
+        return None if s is None else s.median
+
+    def ratio(self, key: str, workload: str, metric: str) -> Optional[float]:
+        mine, base = self.median(key, workload, metric), self.median(BASELINE, workload, metric)
+        if mine is None or not base:
+            return None
+        return mine / base
+
+    def status(self, key: str, workload: str) -> Optional[str]:
+        """'n/a', or the first error, when there is no number."""
+        runs = self.raw.get(key, {}).get(workload, [])
+        if any(r.get("na") for r in runs):
+            return "n/a"
+        errors = [r["error"] for r in runs if "error" in r]
+        if errors and len(errors) == len(runs):
+            return f"failed: {errors[0]}"
+        return None
+
+    def memory_fit(self, key: str) -> Optional[Tuple[float, float, str]]:
+        """(bytes per payload byte, constant bytes, method): a line through the 64-byte
+        and 1 KiB payload medians."""
+        from bench_workloads import BIG_PAYLOAD, PAYLOAD_SIZE
+
+        for method in ("traced", "rss"):
+            small = self.median(key, "memory", f"bytes_{method}")
+            big = self.median(key, "memory", f"bytes_{method}_1k")
+            if small is not None and big is not None:
+                slope = (big - small) / (BIG_PAYLOAD - PAYLOAD_SIZE)
+                return slope, small - slope * PAYLOAD_SIZE, method
+        return None
+
+    def notify_many_speedup(self, key: str) -> Optional[float]:
+        many, one = self.median(key, "notify_many", "rate"), self.median(key, "notify", "rate")
+        if many is None or not one:
+            return None
+        return many / one
+
+    def targets(self) -> List[Dict[str, Any]]:
+        """The project's performance targets, each with what was measured and whether
+        it holds (None when a number is missing)."""
+        me = "pgwire_pubsub"
+        out: List[Dict[str, Any]] = []
+
+        def add(target: str, measured: str, holds: Optional[bool]) -> None:
+            out.append({"target": target, "measured": measured, "holds": holds})
+
+        def vs(metric: str, workload: str, unit: str, limit: float, lower: bool,
+               target: str, peer: str = BASELINE) -> None:
+            mine, theirs = self.median(me, workload, metric), self.median(peer, workload, metric)
+            if mine is None or theirs is None:
+                return
+            r = mine / theirs
+            add(target, f"{fmt(mine)} vs {fmt(theirs)} {unit} ({r:.2f}{TIMES})",
+                r <= limit if lower else r >= limit)
+
+        if "receive_burst" in self.workloads:
+            vs("cpu_us", "receive_burst", f"{US}/notification", 1.0, True,
+               "receive burst: CPU per notification \u2264 psycopg2")
+            mine = self.median(me, "receive_burst", "cpu_us")
+            for peer in ("psycopg", "asyncpg", "pg8000"):
+                theirs = self.median(peer, "receive_burst", "cpu_us")
+                if mine and theirs is not None:
+                    r = theirs / mine
+                    add(f"receive burst: CPU per notification \u2265 2.5{TIMES} less than {peer}",
+                        f"{fmt(mine)} vs {fmt(theirs)} {US} ({r:.2f}{TIMES} less)", r >= 2.5)
+            vs("rate", "receive_burst", "notifications/s", 1.0, False,
+               "receive burst: wall-clock rate \u2265 psycopg2")
+        if "notify" in self.workloads:
+            vs("cpu_us", "notify", f"{US}/notification", 1.1, True,
+               f"sequential notify: CPU \u2264 1.1{TIMES} psycopg2")
+        speedup = self.notify_many_speedup(me)
+        if speedup is not None:
+            add(f"notify_many \u2265 20{TIMES} the sequential notify rate",
+                f"{speedup:.1f}{TIMES}", speedup >= 20)
+        if "pingpong" in self.workloads:
+            vs("median_us", "pingpong", US, 1.0, True, "ping-pong median \u2264 psycopg2")
+        if "connect" in self.workloads:
+            vs("rate", "connect", "connections/s", 1.0, False, "connect rate \u2265 psycopg2")
+        fit = self.memory_fit(me)
+        if fit is not None:
+            from bench_workloads import PAYLOAD_SIZE
+
+            slope, constant, method = fit
+            c = self.meta.get("memory_constant", 64.0)
+            held = self.median(me, "memory", f"bytes_{method}") or 0.0
+            limit = 1.5 * PAYLOAD_SIZE + c
+            add(f"memory per pending \u2264 1.5 {TIMES} payload + {c:g} B",
+                f"{held:.0f} B at 64-byte payloads (limit {limit:.0f} B); "
+                f"fit over 64 B and 1 KiB: {slope:.2f} B per payload byte + {constant:.0f} B "
+                f"({method})",
+                held <= limit and slope <= 1.5)
+        return out
+
+    # -- output ---------------------------------------------------------------------
+
+    def as_json(self) -> Dict[str, Any]:
+        summary: Dict[str, Any] = {}
+        for p in self.peers:
+            key = p["key"]
+            summary[key] = {}
+            for w in self.workloads:
+                entry: Dict[str, Any] = {}
+                for metric in METRICS[w]:
+                    s = self.stat(key, w, metric.key)
+                    if s is not None:
+                        entry[metric.key] = {"median": s.median, "min": s.low, "max": s.high,
+                                             "rounds": s.n,
+                                             "ratio_to_psycopg2": self.ratio(key, w, metric.key)}
+                if w == "notify_many":
+                    entry["ratio_to_own_notify"] = self.notify_many_speedup(key)
+                if w == "memory":
+                    fit = self.memory_fit(key)
+                    if fit is not None:
+                        entry["fit"] = {"per_payload_byte": fit[0], "constant": fit[1],
+                                        "method": fit[2]}
+                status = self.status(key, w)
+                if status:
+                    entry["status"] = status
+                summary[key][w] = entry
+        return {"meta": self.meta, "peers": self.peers, "summary": summary,
+                "targets": self.targets(), "raw": self.raw}
+
+    def markdown(self) -> str:
+        m = self.meta
+        lines = [
+            "# pgwire_pubsub benchmarks",
+            "",
+            f"`{m['command']}`, {m['date']}: {m['rounds']} round(s) interleaved between the "
+            "libraries, each run in a fresh process; every cell is the median over rounds "
+            f"with the min{DASH}max in brackets. Ratios are to psycopg2's median "
+            f"({TIMES}1 is psycopg2; for CPU, memory and latency lower is better, for rates "
+            "higher).",
+            "",
+            f"- machine: {m['cpu']}, {m['cores']} cores, {m['system']}; load average "
+            f"{m.get('load_before')} before, {m.get('load_after')} after",
+            f"- Python: {m['python']}" + (f"; PyPy: {m['pypy']}" if m.get("pypy") else ""),
+            f"- PostgreSQL {m['postgresql']}: {m['server']}; TLS and GSS encryption off for "
+            f"every client; the connect workload's role: `{m.get('connect_role')}`",
+            "- libraries: " + ", ".join(p["label"] for p in self.peers)
+            + (f"; pgwire_pubsub from the checkout at `{m['checkout']}`"
+               if m.get("checkout") else ""),
+            "",
+        ]
+        targets = self.targets()
+        if targets:
+            lines += ["## Targets", "", "| target | measured | holds |", "|---|---|---|"]
+            for t in targets:
+                holds = {True: "yes", False: "**no**", None: "?"}[t["holds"]]
+                lines.append(f"| {t['target']} | {t['measured']} | {holds} |")
+            lines.append("")
+        for w in self.workloads:
+            lines += self._table(w)
+        lines += ["## How each library is used", ""]
+        for p in self.peers:
+            if p["python"] == self.peers[0]["python"] and p.get("how"):
+                lines.append(f"- {p['how']}")
+        lines += [
+            "",
+            "CPU is `time.process_time()` of the client process per operation (in the burst, "
+            "the committing thread's own CPU time is left out); ping-pong runs both "
+            "connections in one process, so its CPU is both sides'. The burst's sender runs "
+            "`SELECT count(pg_notify('bench', lpad(i::text, 64, 'x'))) FROM "
+            "generate_series(1, N) i` in a transaction before the clock starts (count() so "
+            "that it gets one row back), and a thread commits once it has started. Import "
+            "times use a private bytecode cache filled by a first, untimed import.",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def _table(self, workload: str) -> List[str]:
+        metrics = METRICS[workload]
+        head = ["library"]
+        for metric in metrics:
+            head.append(metric.label)
+            if metric.ratio:
+                head.append(f"{TIMES} psycopg2")
+        if workload == "notify_many":
+            head += [f"{TIMES} own notify rate", "how"]
+        if workload == "memory":
+            head += ["per payload byte + constant"]
+        lines = [f"## {title(workload, self.meta.get('counts', {}))}", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for p in self.peers:
+            key = p["key"]
+            status = self.status(key, workload)
+            row = [p["label"]]
+            if status:
+                row += [status] + [""] * (len(head) - 2)
+                lines.append("| " + " | ".join(row) + " |")
+                continue
+            for metric in metrics:
+                s = self.stat(key, workload, metric.key)
+                row.append(s.cell(metric.digits) if s else "n/a")
+                if metric.ratio:
+                    r = self.ratio(key, workload, metric.key)
+                    row.append("" if r is None else f"{r:.2f}")
+            if workload == "notify_many":
+                speedup = self.notify_many_speedup(key)
+                row.append("" if speedup is None else f"{speedup:.1f}")
+                how = next((r.get("how") for r in self.raw[key][workload] if r.get("how")), "")
+                row.append(how or "")
+            if workload == "memory":
+                fit = self.memory_fit(key)
+                row.append("" if fit is None else
+                           f"{fit[0]:.2f} {TIMES} payload + {fit[1]:.0f} B ({fit[2]})")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+        return lines
+
+    def chart(self, path: str) -> Optional[str]:
+        """A PNG: per workload, a bar per library for its cost (left) and speed (right)
+        metric, with the min-max over rounds as error bars.  None without matplotlib."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            from matplotlib.ticker import FuncFormatter
+        except ImportError:
+            return None
+        rows = [w for w in self.workloads if w in CHART]
+        labels = [p["label"] for p in self.peers]
+        fig, axes = plt.subplots(len(rows), 2, figsize=(13, 2.2 + 1.0 * len(rows) *
+                                                          max(2.0, len(labels) * 0.35)),
+                                 squeeze=False)
+        colors = ["#d62728" if p["lib"] == "pgwire_pubsub" else "#1f77b4" for p in self.peers]
+        for i, workload in enumerate(rows):
+            for j, key in enumerate(CHART[workload]):
+                ax = axes[i][j]
+                metric = next(x for x in METRICS[workload] if x.key == key)
+                values, low, high = [], [], []
+                for p in self.peers:
+                    s = self.stat(p["key"], workload, key)
+                    values.append(s.median if s else 0.0)
+                    low.append(s.median - s.low if s else 0.0)
+                    high.append(s.high - s.median if s else 0.0)
+                ys = list(range(len(labels)))
+                ax.barh(ys, values, xerr=[low, high], color=colors, capsize=3)
+                ax.set_yticks(ys)
+                ax.set_yticklabels(labels, fontsize=8)
+                ax.invert_yaxis()
+                better = "higher" if metric.higher_is_better else "lower"
+                ax.set_title(f"{workload}: {metric.label} ({better} is better)", fontsize=9)
+                positive = [v for v in values if v > 0]
+                if positive and max(positive) / min(positive) > 30:
+                    ax.set_xscale("log")
+                for y, v in zip(ys, values):
+                    if v > 0:
+                        ax.text(v, y, " " + fmt(v), va="center", fontsize=7)
+                    else:
+                        ax.text(0, y, " n/a", va="center", fontsize=7)
+                ax.tick_params(axis="x", labelsize=7)
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v)))
+        m = self.meta
+        fig.suptitle(f"pgwire_pubsub benchmarks: {m['cpu']}, {m['cores']} cores; "
+                     f"{m['python']}; PostgreSQL {m['postgresql']}", fontsize=10)
+        fig.tight_layout(rect=(0, 0, 1, 0.98))
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        return path

@@ -1,0 +1,108 @@
+"""The benchmark suite (``benchmarks/run.py``) at tiny counts, so that it cannot rot.
+
+Every workload of every library that imports here runs once in this process; the
+suite's own command runs once, for pgwire_pubsub only, from the worker processes to the
+report.  Peers that are not installed are skipped (the ``bench`` extra brings them).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Dict
+
+import pytest
+from pgcluster import Server
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import bench_workloads  # noqa: E402
+
+TINY: Dict[str, Dict[str, Any]] = {
+    "connect": {"count": 2},
+    "notify": {"count": 20},
+    "notify_many": {"batches": 1, "size": 1000},
+    "receive_burst": {"count": 500, "warmup": 100},
+    "pingpong": {"count": 20},
+    # tracemalloc traces nothing on PyPy
+    "memory": {"count": 500, "method": "rss" if bench_workloads.IS_PYPY else "traced"},
+}
+LIBS = sorted(bench_workloads.LIBRARIES)
+
+
+def load_runner() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_run", BENCHMARKS / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def conninfo(server: Server) -> Dict[str, Any]:
+    main = server.dsn_kwargs("postgres")
+    scram = server.dsn_kwargs("scram_user") if server.has_roles else main
+    return {"main": main, "scram": scram}
+
+
+def installed(lib: str) -> bool:
+    try:
+        bench_workloads.LIBRARIES[lib].version()
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("workload", sorted(TINY))
+@pytest.mark.parametrize("lib", LIBS)
+def test_workload(pg: Server, lib: str, workload: str) -> None:
+    if not installed(lib):
+        pytest.skip(f"{lib} is not installed (pip install -e '.[bench]')")
+    if not bench_workloads.supports(lib, workload):
+        pytest.skip(f"{lib} has no {workload}")
+    result = bench_workloads.run(lib, workload, conninfo(pg), TINY[workload])
+    assert result["ops"] > 0
+    if workload == "memory":
+        if result["method"] == "traced":  # RSS at these counts is mostly noise
+            assert 64 < result["bytes_per_pending"] < 10_000
+    else:
+        assert result["rate"] > 0 and result["cpu_us"] >= 0
+    if workload == "pingpong":
+        assert 0 < result["median_us"] <= result["p99_us"]
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_import_module(lib: str) -> None:
+    if not installed(lib):
+        pytest.skip(f"{lib} is not installed")
+    importlib.import_module(bench_workloads.LIBRARIES[lib].module)
+
+
+def test_suite_command(pg: Server, tmp_path: Path) -> None:
+    """``run.py --quick`` end to end for pgwire_pubsub: worker processes, the Markdown,
+    the JSON (and the chart, when matplotlib is installed)."""
+    runner = load_runner()
+    role = "scram_user" if pg.has_roles else "postgres"
+    argv = ["--quick", "--libs", "pgwire_pubsub", "--out", str(tmp_path), "--name", "smoke",
+            "--dsn", pg.dsn("postgres"), "--connect-dsn", pg.dsn(role)]
+    data = runner.main(argv)
+    summary = data["summary"]["pgwire_pubsub"]
+    for workload in runner.WORKLOADS:
+        assert "status" not in summary[workload], summary[workload]
+        assert summary[workload], workload
+    assert summary["memory"]["fit"]["per_payload_byte"] > 0
+    saved = json.loads((tmp_path / "smoke.json").read_text())
+    assert saved["meta"]["postgresql"]
+    markdown = (tmp_path / "smoke.md").read_text()
+    assert "## Targets" in markdown and "notify_many" in markdown
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert os.path.getsize(tmp_path / "smoke.png") > 1000

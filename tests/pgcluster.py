@@ -85,6 +85,36 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
         time.sleep(interval)
 
 
+def lit(text: str) -> str:
+    """An SQL string literal for psql (standard_conforming_strings is on there)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def in_thread(target: Callable[[], Any], timeout: float = 20.0) -> Callable[[], Any]:
+    """Run ``target`` in a thread; the returned function joins it (failing after
+    ``timeout`` seconds) and returns its result or raises its exception."""
+    result: List[Any] = []
+    failure: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(target())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def join() -> Any:
+        thread.join(timeout)
+        assert not thread.is_alive(), f"the helper thread is still blocked after {timeout}s"
+        if failure:
+            raise failure[0]
+        return result[0] if result else None
+
+    return join
+
+
 class LineReader:
     """Collects a text stream's lines in a thread, so a test can wait for one.
 

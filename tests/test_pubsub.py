@@ -9,7 +9,7 @@ import uuid
 from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
 
 import pytest
-from pgcluster import LineReader, Server
+from pgcluster import LineReader, Server, in_thread, lit
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import (
@@ -31,10 +31,6 @@ TIMEOUT = 10  # seconds: a failure guard, never a performance target
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
-
-def lit(text: str) -> str:
-    """An SQL string literal for psql (standard_conforming_strings is on there)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def ident(name: str) -> str:
@@ -74,29 +70,6 @@ def backend_gone(pg: Server, pid: int) -> Callable[[], bool]:
 
     return gone
 
-
-def in_thread(target: Callable[[], Any]) -> Callable[[], Any]:
-    """Run ``target`` in a thread; the returned function joins it and returns its result."""
-    result: List[Any] = []
-    failure: List[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(target())
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def join() -> Any:
-        thread.join(TIMEOUT)
-        assert not thread.is_alive(), f"still blocked after {TIMEOUT}s"
-        if failure:
-            raise failure[0]
-        return result[0]
-
-    return join
 
 
 @pytest.fixture

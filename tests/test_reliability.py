@@ -16,7 +16,6 @@ import array
 import fcntl
 import os
 import termios
-import threading
 import time
 from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
 
@@ -24,7 +23,7 @@ import pytest
 from faultproxy import FaultProxy
 from pgbouncer import PgBouncer
 from pgbouncer import Unavailable as BouncerUnavailable
-from pgcluster import Cluster, find_pg_bindir, find_psql, wait_for
+from pgcluster import Cluster, find_pg_bindir, find_psql, in_thread, lit, wait_for
 
 import pgwire_pubsub
 from pgwire_pubsub import (
@@ -97,9 +96,6 @@ def proxy(server: Cluster) -> Iterator[FaultProxy]:
 # -- helpers ---------------------------------------------------------------------------
 
 
-def lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
 
 def psql_notify(server: Cluster, *pairs: Tuple[str, str]) -> int:
     """Send (channel, payload) pairs from psql in one transaction; the sender's pid."""
@@ -143,29 +139,6 @@ def receive(ps: PubSub, count: int, timeout: float = GUARD) -> List[Any]:
         got.append(event)
     return got
 
-
-def in_thread(target: Callable[[], Any]) -> Callable[[], Any]:
-    """Run ``target`` in a thread; the returned function joins it and returns its result."""
-    result: List[Any] = []
-    failure: List[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(target())
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def join() -> Any:
-        thread.join(GUARD * 2)
-        assert not thread.is_alive(), "the helper thread is still blocked"
-        if failure:
-            raise failure[0]
-        return result[0] if result else None
-
-    return join
 
 
 def assert_reconnected(event: Any, old_pid: int, ps: PubSub) -> Reconnected:

@@ -7,7 +7,7 @@ import uuid
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import pytest
-from pgcluster import PsqlError, Server
+from pgcluster import PsqlError, Server, lit
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import ProgrammingError, PubSub
@@ -30,9 +30,6 @@ def tag() -> str:
 def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
-
-def lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 class Tables:

@@ -1,9 +1,17 @@
 """The benchmark suite's report: medians over rounds, ratios to psycopg2, the targets,
-a Markdown page, a JSON of every raw number and a PNG chart (with matplotlib)."""
+a Markdown page, a JSON of every raw number and a PNG chart (with matplotlib).
+
+    python benchmarks/bench_report.py benchmarks/results/latest.json
+
+renders the Markdown and the chart again from a saved JSON.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -358,7 +366,10 @@ class Report:
         fig, axes = plt.subplots(len(rows), 2, figsize=(13, 2.2 + 1.0 * len(rows) *
                                                           max(2.0, len(labels) * 0.35)),
                                  squeeze=False)
-        colors = ["#d62728" if p["lib"] == "pgwire_pubsub" else "#1f77b4" for p in self.peers]
+        palette = {(True, False): "#d62728", (True, True): "#ff9896",
+                   (False, False): "#1f77b4", (False, True): "#aec7e8"}
+        colors = [palette[p["lib"] == "pgwire_pubsub", p["implementation"] == "PyPy"]
+                  for p in self.peers]
         for i, workload in enumerate(rows):
             for j, key in enumerate(CHART[workload]):
                 ax = axes[i][j]
@@ -379,9 +390,9 @@ class Report:
                 positive = [v for v in values if v > 0]
                 if positive and max(positive) / min(positive) > 30:
                     ax.set_xscale("log")
-                for y, v in zip(ys, values):
+                for y, v, h in zip(ys, values, high):
                     if v > 0:
-                        ax.text(v, y, " " + fmt(v), va="center", fontsize=7)
+                        ax.text(v + h, y, " " + fmt(v), va="center", fontsize=7)
                     else:
                         ax.text(0, y, " n/a", va="center", fontsize=7)
                 ax.tick_params(axis="x", labelsize=7)
@@ -393,3 +404,22 @@ class Report:
         fig.savefig(path, dpi=90)
         plt.close(fig)
         return path
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.exit("usage: python benchmarks/bench_report.py RESULTS.json")
+    with open(args[0]) as f:
+        data = json.load(f)
+    workloads = [w for w in METRICS if any(w in r for r in data["raw"].values())]
+    report = Report(data["meta"], data["peers"], data["raw"], workloads)
+    base = os.path.splitext(args[0])[0]
+    with open(base + ".md", "w") as f:
+        f.write(report.markdown())
+    chart = report.chart(base + ".png")
+    print(f"wrote {base}.md" + (f", {chart}" if chart else ""))
+
+
+if __name__ == "__main__":
+    main()

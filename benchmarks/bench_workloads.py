@@ -379,7 +379,7 @@ class Pgwire(Library):
 
     name = "pgwire_pubsub"
     module = "pgwire_pubsub"
-    notify_many_how = "pubsub.notify_many(): one round trip per 1,000"
+    notify_many_how = "pubsub.notify_many()"
 
     def __init__(self, conninfo: ConnInfo) -> None:
         super().__init__(conninfo)

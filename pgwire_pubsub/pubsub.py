@@ -196,8 +196,12 @@ class PubSub:
         self._check_usable()
         if not self._queue:
             self._wait(select_timeout)
-        events: List[Event] = []
         queue = self._queue
+        if self._bound is None:  # no overflow markers: hand over the whole queue at once
+            events: List[Event] = list(queue)  # type: ignore[arg-type]
+            queue.clear()
+            return events or None
+        events = []
         while queue:
             if events and type(queue[0]) is _Overflowed:
                 break  # raised by the next call, at the point of loss

@@ -56,8 +56,6 @@ class Connection:
 
     def _run(self, step: flows.Step[T], deadline: Optional[float] = None) -> T:
         with self._exclusive() as transport:
-            if self._proto.state is State.BUSY or self._proto.has_queued_replies:
-                transport.run(flows.drain(self._proto), self._proto)
             return transport.run(step, self._proto, deadline)
 
     @contextlib.contextmanager
@@ -70,6 +68,8 @@ class Connection:
                 "from another thread"
             )
         try:
+            if self._proto.state is State.BUSY or self._proto.has_queued_replies:
+                transport.run(flows.drain(self._proto), self._proto)  # after an interrupt
             yield transport
         except Woken:
             self._finish_close()
@@ -184,8 +184,6 @@ class Connection:
             return
         try:
             with self._exclusive() as transport:
-                if self._proto.state is not State.READY or self._proto.has_queued_replies:
-                    transport.run(flows.drain(self._proto), self._proto)
                 if not transport.wait_readable(timeout):
                     return
                 with interrupts_deferred():

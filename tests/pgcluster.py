@@ -381,16 +381,20 @@ class Cluster(Server):
         if self.tls:
             self._make_certs()
         self._write_hba()
+        self._start_on_free_port()
+        self._create_roles()
+
+    def _start_on_free_port(self) -> None:
+        """Configure a free port and start; another process may take it first, so retry."""
         for attempt in range(3):
             self.port = _free_port(self.ipv6)
             self._write_conf()
             try:
                 self._pg_ctl_start()
-                break
+                return
             except RuntimeError:
                 if attempt == 2 or "could not bind" not in self.log():
                     raise
-        self._create_roles()
 
     def _pg_ctl_start(self) -> None:
         self._run("pg_ctl", "-D", self.datadir, "-l", self.logfile, "-w", "-t", "60", "start")

@@ -6,7 +6,7 @@ import os
 import tempfile
 from typing import Optional
 
-from pgcluster import Cluster, _free_port, _live, wait_for
+from pgcluster import Cluster, _live, wait_for
 
 
 def allow_replication(primary: Cluster) -> None:
@@ -31,15 +31,7 @@ class Replica(Cluster):
         assert self.primary.socket_dir is not None
         self._run("pg_basebackup", "-D", self.datadir, "-R", "-X", "stream", "-c", "fast",
                   "-h", self.primary.socket_dir, "-p", str(self.primary.port), "-U", "postgres")
-        for attempt in range(3):
-            self.port = _free_port(self.ipv6)
-            self._write_conf()
-            try:
-                self._pg_ctl_start()
-                break
-            except RuntimeError:
-                if attempt == 2 or "could not bind" not in self.log():
-                    raise
+        self._start_on_free_port()
         wait_for(lambda: self.psql("SELECT pg_is_in_recovery()").strip() == "t",
                  message="the replica did not enter recovery")
 

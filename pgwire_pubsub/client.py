@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 import time
-from typing import Any, Deque, Dict, Iterator, List, Optional, Sequence, TypeVar
+from types import FrameType
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from .connector import open_session
 from .conninfo import ConnParams, make_params
@@ -40,7 +42,7 @@ class Connection:
         self._lost: Optional[OperationalError] = None
         self.closed = 0
         self._transport: Optional[Transport] = None
-        self._busy = threading.Lock()
+        self._claim: Dict[int, Tuple[int, object]] = {}  # key 0: the call in progress
         self._closing = threading.Lock()
         self._close_requested = False
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -55,22 +57,23 @@ class Connection:
     # -- the driver ------------------------------------------------------
 
     def _run(self, step: flows.Step[T], deadline: Optional[float] = None) -> T:
-        with self._exclusive() as transport:
-            return transport.run(step, self._proto, deadline)
+        return self._call(lambda transport: transport.run(step, self._proto, deadline))
 
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[Transport]:
-        """The transport, for one call at a time; failures leave the connection marked."""
+    def _call(self, body: Callable[[Transport], T]) -> T:
+        """``body(transport)``, one call at a time; failures leave the connection marked.
+
+        Plain try/finally rather than a context manager generator: an interrupt landing
+        in a generator's machinery (PyPy finalizes it late) could keep the connection
+        taken for good.
+        """
         transport = self._check_open()
-        if not self._busy.acquire(blocking=False):
-            raise InterfaceError(
-                "another thread is using this connection; only close() may be called "
-                "from another thread"
-            )
+        claim = self._take()
+        if claim is None:
+            raise self._refusal()
         try:
             if self._proto.state is State.BUSY or self._proto.has_queued_replies:
                 transport.run(flows.drain(self._proto), self._proto)  # after an interrupt
-            yield transport
+            return body(transport)
         except Woken:
             self._finish_close()
             raise InterfaceError("the connection was closed while a call was waiting") from None
@@ -83,11 +86,60 @@ class Connection:
             # unfinished reply is drained before the next command.
             if transport.sending:
                 self._fail(OperationalError("a message was interrupted while being sent"))
+            elif transport.receiving:
+                self._fail(OperationalError(
+                    "received bytes were interrupted while being taken in, so the stream "
+                    "can no longer be trusted; reconnect"))
             raise
         finally:
-            self._busy.release()
+            self._give_back(claim)
             if self._close_requested and self.closed != 1:
                 self._finish_close()
+
+    def _take(self) -> Optional[Tuple[int, object]]:
+        """Claim the connection for one call; None while a call is in progress (in
+        another thread, or in this one when a signal handler calls in).
+
+        ``setdefault`` and ``pop`` are single steps: an interrupt between them and the
+        ``try`` can at worst leave a claim of this very thread with no call running,
+        which is then taken over (a lock would stay taken for good).
+        """
+        me = threading.get_ident()
+        claim = (me, object())
+        held = self._claim.setdefault(0, claim)
+        if held is claim:
+            return claim
+        if held[0] != me or self._call_in_progress():
+            return None
+        self._claim[0] = claim
+        return claim
+
+    def _refusal(self) -> InterfaceError:
+        held = self._claim.get(0)
+        if held is not None and held[0] == threading.get_ident():
+            return InterfaceError(
+                "a call on this connection is in progress in this very thread (this one "
+                "came from a signal handler or a callback inside it); only close() may be "
+                "called there"
+            )
+        return InterfaceError(
+            "another thread is using this connection; only close() may be called "
+            "from another thread"
+        )
+
+    def _give_back(self, claim: Tuple[int, object]) -> None:
+        if self._claim.get(0) is claim:
+            self._claim.pop(0, None)
+
+    def _call_in_progress(self) -> bool:
+        """Whether this thread's stack, below the ``_call`` or ``close`` that asks through
+        ``_take``, holds a ``_call`` of this connection."""
+        frame: Optional[FrameType] = sys._getframe(3)
+        while frame is not None:
+            if frame.f_code is _CALL_CODE and frame.f_locals.get("self") is self:
+                return True
+            frame = frame.f_back
+        return False
 
     def _fail(self, exc: BaseException) -> OperationalError:
         """Mark the connection lost; the error to raise now and on every later call."""
@@ -183,17 +235,21 @@ class Connection:
         if self._proto.notifications:
             return
         try:
-            with self._exclusive() as transport:
-                if not transport.wait_readable(timeout):
-                    return
-                with interrupts_deferred():
-                    data = transport.read_available()
-                    if data is not None:
-                        self._proto.receive_data(data)
+            self._call(lambda transport: self._take_in(transport, timeout))
         except (OSError, OperationalError) as exc:
             error = self._fail(exc)
             if not self._proto.notifications:
                 raise error from None
+
+    def _take_in(self, transport: Transport, timeout: Optional[float]) -> None:
+        if not transport.wait_readable(timeout):
+            return
+        with interrupts_deferred():
+            transport.receiving = True
+            data = transport.read_available()
+            if data is not None:
+                self._proto.receive_data(data)
+            transport.receiving = False
 
     def poll(self) -> None:
         """Take in whatever has arrived, without waiting (psycopg2's ``poll``)."""
@@ -244,14 +300,15 @@ class Connection:
         if self.closed == 1:
             return
         self._close_requested = True
-        if not self._busy.acquire(blocking=False):
+        claim = self._take()
+        if claim is None:
             with contextlib.suppress(OSError):
                 self._wake_writer.send(b"\0")  # the busy call finishes the close
             return
         try:
             self._finish_close()
         finally:
-            self._busy.release()
+            self._give_back(claim)
 
     def _finish_close(self) -> None:
         with self._closing:
@@ -283,6 +340,9 @@ class Connection:
     def __del__(self) -> None:
         if getattr(self, "_transport", None) is not None:
             self._drop()
+
+
+_CALL_CODE = Connection._call.__code__
 
 
 def connect_raw(dsn: Optional[str] = None, **kwargs: Any) -> Connection:

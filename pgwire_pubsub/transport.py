@@ -49,7 +49,17 @@ class interrupts_deferred:
     def __enter__(self) -> None:
         self._previous = None
         if _CAN_MASK and threading.current_thread() is threading.main_thread():
-            self._previous = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+            # pthread_sigmask runs the handlers of signals that are already due, after
+            # changing the mask.  Reading the mask first lets such a handler raise before
+            # anything changed; if one still raises from the second call, the mask is put
+            # back, or Ctrl-C and SIGTERM would stay blocked for good.
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+            try:
+                signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+            except BaseException:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+                raise
+            self._previous = previous
 
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
@@ -78,6 +88,9 @@ class Transport:
         self.wakeup: Optional[socket.socket] = None
         self.last_activity = time.monotonic()
         self.sending = False  # True while a message may be half written
+        # True while received bytes may be half taken in: deferring interrupts cannot
+        # hold back a handler whose signal another thread took, so one may still land here.
+        self.receiving = False
         self._buffer = memoryview(bytearray(RECV_SIZE))
 
     @property
@@ -94,9 +107,15 @@ class Transport:
                     if not self.wait_readable(remaining(deadline)):
                         raise TimeoutError("timeout expired")
                     with interrupts_deferred():
-                        data = self.read_available()
-                        if data is not None:
-                            out = step.send(data)
+                        self.receiving = True
+                        try:
+                            data = self.read_available()
+                            if data is not None:
+                                out = step.send(data)
+                        except Exception:
+                            self.receiving = False
+                            raise
+                        self.receiving = False
                 else:
                     self.sending = True
                     self.sendall(out, deadline)

@@ -23,7 +23,9 @@ from pgcluster import LineReader, Server, wait_for
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import InterfaceError, Notify, OperationalError, PubSub, ReconnectPolicy
+from pgwire_pubsub import transport as transport_module
 from pgwire_pubsub.events import Event
+from pgwire_pubsub.transport import interrupts_deferred
 
 TIMEOUT = 10.0  # seconds: a failure guard, never a performance target
 PROMPT = 2.0  # "promptly": a woken call ends well within this
@@ -204,6 +206,52 @@ def test_a_second_thread_gets_interface_error_naming_the_rule(
     pubsub.close()
     runner.join(PROMPT)
     assert runner.error is None
+
+
+def test_a_call_from_a_signal_handler_inside_a_call_is_refused(
+    pg: Server, connect: Callable[..., PubSub]
+) -> None:
+    """The handler's call gets InterfaceError naming this thread; the interrupted call
+    goes on to its own answer."""
+    pubsub = connect()
+    pid = pubsub.conn.get_backend_pid()
+    refused: List[BaseException] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        try:
+            pubsub.conn.execute("SELECT 'from the handler'")
+        except InterfaceError as exc:
+            refused.append(exc)
+
+    def send_when_running() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # for the main thread
+        wait_for(lambda: backend_state(pg, pid) == "active", TIMEOUT, message="the query")
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        sender = threading.Thread(target=send_when_running, daemon=True)
+        sender.start()
+        rows = pubsub.conn.execute("SELECT 'the call', pg_sleep(1)")
+        sender.join(TIMEOUT)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert rows == [("the call", "")]
+    assert len(refused) == 1
+    assert "in progress in this very thread" in str(refused[0])
+    assert pubsub.conn.execute("SELECT 'next'") == [("next",)]
+
+
+def test_a_claim_an_interrupt_left_behind_is_taken_over(connect: Callable[..., PubSub]) -> None:
+    """An interrupt landing between taking the connection and the call's cleanup leaves
+    a claim of this thread with no call running; the next call goes ahead."""
+    pubsub = connect()
+    pubsub.conn._claim[0] = (threading.get_ident(), object())
+    pubsub.listen("threads_claim")
+    pubsub.notify("threads_claim", "after")
+    event = pubsub.get_event(select_timeout=TIMEOUT)
+    assert isinstance(event, Notify) and event.payload == "after"
+    assert pubsub.conn._claim == {}
 
 
 def test_close_during_a_reconnection_attempt_ends_events(pg: Server) -> None:
@@ -471,3 +519,81 @@ def test_close_from_another_thread_wakes_a_running_command(
     assert isinstance(runner.error, InterfaceError)
     assert not isinstance(runner.error, OperationalError)
     assert pubsub.conn.closed == 1
+
+
+# -- the signal mask while received bytes are taken in ---------------------------------
+
+
+def test_a_handler_raising_as_interrupts_are_deferred_leaves_the_mask_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pthread_sigmask runs the handlers of signals already due after changing the mask;
+    one that raises there must not leave Ctrl-C and SIGTERM blocked for good."""
+    real = signal.pthread_sigmask
+
+    def due_handler_raises(how: int, mask: Any) -> Any:
+        previous = real(how, mask)
+        if how == signal.SIG_BLOCK and set(mask):
+            raise KeyboardInterrupt
+        return previous
+
+    before = real(signal.SIG_BLOCK, ())
+    monkeypatch.setattr(transport_module.signal, "pthread_sigmask", due_handler_raises)
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        pytest.fail("the block ran although entering raised")
+    assert real(signal.SIG_BLOCK, ()) == before
+
+
+@pytest.mark.parametrize("taker", ["main thread", "another thread"])
+def test_every_sigterm_during_notifies_interrupts(
+    pg: Server, child: Callable[[str], Child], taker: str
+) -> None:
+    """SIGTERM at random moments of a notify loop interrupts it every time: none is held
+    back for good by the deferral while replies are taken in.  When another thread takes
+    the signal, its handler may run mid-receive: the connection then says it is lost."""
+    proc = child(
+        f"""
+        import random
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        def send_sigterm():
+            if {taker == "main thread"!r}:  # the main thread is then the only one to take it
+                signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM}})
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, interrupt)
+        lost = set()
+        for trial in range(40):
+            timer = threading.Timer(random.uniform(0.0, 0.02), send_sigterm)
+            deadline = time.monotonic() + 5
+            try:
+                timer.start()
+                while time.monotonic() < deadline:
+                    pubsub.notify("threads_sigterm", "x")
+                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+                say(f"trial {{trial}}: not interrupted; blocked {{blocked}}")
+                break
+            except KeyboardInterrupt:
+                pass
+            timer.join()
+            try:
+                pubsub.verify(timeout=5)
+            except pgwire_pubsub.OperationalError as exc:
+                lost.add(str(exc))
+                pubsub = pgwire_pubsub.connect(os.environ["PGWIRE_SCRIPT_DSN"])
+        else:
+            say(f"all interrupted; lost: {{sorted(lost)}}")
+        pubsub.close()
+        """
+    )
+    report = proc.line("interrupted")
+    proc.finish()
+    assert report.startswith("all interrupted"), report
+    lost = report.partition("lost: ")[2]
+    allowed = ["a message was interrupted while being sent"]
+    if taker == "another thread":
+        allowed.append("received bytes were interrupted while being taken in, so the stream "
+                       "can no longer be trusted; reconnect")
+    assert set(eval(lost)) <= set(allowed), lost

@@ -9,7 +9,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 from .errors import OperationalError
 from .protocol import flows
@@ -30,10 +30,12 @@ def remaining(deadline: Optional[float]) -> Optional[float]:
     return left
 
 
-_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+_INTERRUPTS = {int(signal.SIGINT), int(signal.SIGTERM)}
 
-
-_CAN_MASK = hasattr(signal, "pthread_sigmask")
+# The C function: signal.pthread_sigmask wraps it to turn every number into an enum,
+# which costs more than the system call on this path.
+_sigmask: Any = getattr(getattr(signal, "_signal", signal), "pthread_sigmask", None)
+_CAN_MASK = _sigmask is not None
 
 
 class interrupts_deferred:
@@ -53,17 +55,17 @@ class interrupts_deferred:
             # changing the mask.  Reading the mask first lets such a handler raise before
             # anything changed; if one still raises from the second call, the mask is put
             # back, or Ctrl-C and SIGTERM would stay blocked for good.
-            previous = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+            previous = _sigmask(signal.SIG_BLOCK, ())
             try:
-                signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+                _sigmask(signal.SIG_BLOCK, _INTERRUPTS)
             except BaseException:
-                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+                _sigmask(signal.SIG_SETMASK, previous)
                 raise
             self._previous = previous
 
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self._previous)
+            _sigmask(signal.SIG_SETMASK, self._previous)
 
 
 def socket_error(exc: BaseException) -> OperationalError:

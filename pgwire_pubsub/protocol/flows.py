@@ -96,19 +96,27 @@ def startup(proto: Protocol, parameters: Mapping[str, str], auth: Authenticator)
 
 
 def _collect(proto: Protocol) -> Step[List[Row]]:
-    """Rows of a command until its ReadyForQuery; a server error is raised after it."""
+    """Rows of a command until its ReadyForQuery; a server error is raised after it.
+    (``receive`` inlined: every command runs this loop once per reply message.)"""
     rows: List[Row] = []
     error: Optional[DatabaseError] = None
+    next_message = proto.next_message
     while True:
-        message = yield from receive(proto)
-        if isinstance(message, m.DataRow):
+        message = next_message()
+        if message is None:
+            data = yield None
+            proto.receive_data(data or b"")
+            continue
+        kind = type(message)
+        if kind is m.DataRow:
             try:
-                rows.append(tuple(None if v is None else v.decode() for v in message.values))
+                rows.append(tuple(None if v is None else v.decode()
+                                  for v in message.values))  # type: ignore[union-attr]
             except UnicodeDecodeError as exc:
                 error = error or DataError(f"the server sent a value that is not UTF-8: {exc}")
-        elif isinstance(message, m.ErrorResponse):
-            error = error_from_fields(message.fields)
-        elif isinstance(message, m.ReadyForQuery):
+        elif kind is m.ErrorResponse:
+            error = error_from_fields(message.fields)  # type: ignore[union-attr]
+        elif kind is m.ReadyForQuery:
             if error is not None:
                 raise error
             return rows
@@ -122,13 +130,7 @@ def simple_query(proto: Protocol, sql: str) -> Step[List[Row]]:
 
 def extended_query(proto: Protocol, sql: str, params: Sequence[Optional[str]]) -> Step[List[Row]]:
     """Run one statement with text parameters: Parse, Bind, Execute, Sync in one write."""
-    message = (
-        frontend.parse("", sql, [frontend.TEXT_OID] * len(params))
-        + frontend.bind("", "", params)
-        + frontend.execute()
-        + frontend.sync()
-    )
-    yield proto.send_command(message)
+    yield proto.send_command(frontend.run_unnamed(sql, params))
     return (yield from _collect(proto))
 
 

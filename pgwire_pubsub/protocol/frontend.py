@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from struct import pack
-from typing import Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 PROTOCOL_VERSION = 3 << 16  # 3.0
 SSL_REQUEST_CODE = 80877103
@@ -63,20 +63,43 @@ def parse(statement: str, sql: str, type_oids: Sequence[int] = ()) -> bytes:
     return _message(b"P", body)
 
 
+_EXECUTE_SYNC = b"E\0\0\0\x09\0\0\0\0\0S\0\0\0\x04"  # unnamed portal, all rows; Sync
+_PARSED: Dict[Tuple[str, int], bytes] = {}  # (sql, parameter count): its Parse message
+_PARSED_LIMIT = 64
+
+
+def run_unnamed(sql: str, params: Sequence[Optional[str]]) -> bytes:
+    """Parse (unnamed statement, text parameters), Bind, Execute, Sync: one command.
+
+    The unnamed statement works through every pooler; its Parse message is built once
+    per SQL text, as a command repeated in a loop pays for the rest only.
+    """
+    key = (sql, len(params))
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        if len(_PARSED) >= _PARSED_LIMIT:
+            _PARSED.clear()
+        parsed = _PARSED[key] = parse("", sql, [TEXT_OID] * len(params))
+    return b"".join((parsed, bind("", "", params), _EXECUTE_SYNC))
+
+
 def bind(portal: str, statement: str, params: Sequence[Optional[str]]) -> bytes:
     """Bind with every parameter and result in text format."""
-    parts = [_cstring(portal), _cstring(statement), pack("!hh", 0, len(params))]
+    head = b"\0\0" if not portal and not statement else _cstring(portal) + _cstring(statement)
+    parts = [head + pack("!hh", 0, len(params))]
+    append = parts.append
     for value in params:
         if value is None:
-            parts.append(pack("!i", -1))
-        else:
-            data = value.encode("utf-8")
-            if b"\0" in data:
-                raise ValueError("a NUL character cannot be sent to PostgreSQL in a text value")
-            parts.append(pack("!i", len(data)))
-            parts.append(data)
-    parts.append(pack("!h", 0))
-    return _message(b"B", b"".join(parts))
+            append(b"\xff\xff\xff\xff")  # NULL
+            continue
+        data = value.encode("utf-8")
+        if b"\0" in data:
+            raise ValueError("a NUL character cannot be sent to PostgreSQL in a text value")
+        append(pack("!i", len(data)))
+        append(data)
+    append(b"\0\0")  # no result format codes: all text
+    body = b"".join(parts)
+    return b"B" + pack("!i", len(body) + 4) + body
 
 
 def execute(portal: str = "", max_rows: int = 0) -> bytes:

@@ -83,6 +83,13 @@ _COMMAND_MESSAGES = (
 )
 
 
+# Replies to a command in progress that change nothing in the state.
+_ROUTINE_REPLIES = frozenset(
+    (m.RowDescription, m.DataRow, m.CommandComplete, m.EmptyQueryResponse, m.ParseComplete,
+     m.BindComplete, m.CloseComplete, m.NoData, m.ParameterDescription, m.PortalSuspended)
+)
+
+
 def format_notice(fields: Mapping[str, str]) -> str:
     severity = fields.get("V") or fields.get("S") or "NOTICE"
     return f"{severity}:  {fields.get('M', '')}\n"
@@ -164,9 +171,12 @@ class Protocol:
         except ProtocolViolation:
             self.state = State.CLOSED
             raise
+        inbox = self._inbox
         for message in received:
             kind = type(message)
-            if kind is m.NoticeResponse:
+            if kind in _ROUTINE_REPLIES and self.state is State.BUSY:
+                inbox.append(message)  # the common case, without the general rules
+            elif kind is m.NoticeResponse:
                 self._notice(message.fields)  # type: ignore[union-attr]
             elif kind is m.ParameterStatus:
                 self.parameters[message.name] = message.value  # type: ignore[union-attr]

@@ -24,7 +24,8 @@ import time
 import urllib.parse
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
-from pgwire_pubsub.localserver import find_pg_bindir
+# Re-exported: tests import it from here (test_localserver checks it stays offered).
+from pgwire_pubsub.localserver import find_pg_bindir as find_pg_bindir
 
 T = TypeVar("T")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -14,7 +15,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, cast
 
 import pytest
 from pgcluster import LineReader, Server, make_dsn
@@ -182,7 +183,9 @@ def test_no_option_takes_a_password() -> None:
     assert "ignored explicit argument 'secret'" in proc.stderr
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command")
-    for command, sub in subparsers.choices.items():  # type: ignore[attr-defined]
+    # A subparsers action: its choices map each command to its parser.
+    choices = cast(Dict[str, argparse.ArgumentParser], subparsers.choices)
+    for command, sub in choices.items():
         for action in sub._actions:
             if any("pass" in option.lower() for option in action.option_strings):
                 assert action.nargs == 0, (command, action.option_strings)

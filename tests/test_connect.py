@@ -15,7 +15,7 @@ import struct
 import threading
 import time
 import traceback
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import quote
 
 import pytest
@@ -70,7 +70,8 @@ def need_socket(server: Server) -> str:
 def one(conn: Connection, sql: str) -> Optional[str]:
     rows = conn.execute(sql)
     assert len(rows) == 1 and len(rows[0]) == 1, rows
-    return rows[0][0]
+    value: Optional[str] = rows[0][0]
+    return value
 
 
 def ssl_in_use(conn: Connection) -> Optional[str]:
@@ -193,7 +194,7 @@ def test_password_never_shown_in_connection_errors(pg: Server) -> None:
     errors: List[BaseException] = []
     closed, port = _refused_port()
     with closed:
-        attempts: List[Tuple[Optional[str], dict]] = [
+        attempts: List[Tuple[Optional[str], Dict[str, Any]]] = [
             (None, dict(host="127.0.0.1", port=port, user="u", password=secret)),
             (f"host=127.0.0.1 port={port} user=u password={secret} bogus=1", {}),
             (f"postgresql://u:{secret}@127.0.0.1:{port}/db?bogus=1", {}),
@@ -496,7 +497,7 @@ def test_client_encoding_other_than_utf8_is_refused_before_connecting() -> None:
         ({"application_name": "main"}, "main"),
     ],
 )
-def test_fallback_application_name(pg: Server, given: dict, expected: str) -> None:
+def test_fallback_application_name(pg: Server, given: Dict[str, str], expected: str) -> None:
     need_roles(pg)
     with connect_raw(**pg.dsn_kwargs("trust_user", **given)) as conn:
         assert conn.execute(SESSION_SQL) == [("UTF8", expected)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Callable, List, Optional
 
 import pytest
 from hypothesis import given, settings
@@ -185,7 +186,7 @@ def test_terminate() -> None:
         "sasl-mechanism",
     ],
 )
-def test_nul_in_a_string_raises_value_error(encode) -> None:  # type: ignore[no-untyped-def]
+def test_nul_in_a_string_raises_value_error(encode: Callable[[], bytes]) -> None:
     with pytest.raises(ValueError, match="NUL"):
         encode()
 
@@ -205,12 +206,12 @@ def test_query_framing(sql: str) -> None:
     assert data[5:] == encoded + b"\0"
 
 
-SENDABLE = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+SENDABLE = st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")
 
 
 @settings(deadline=None, max_examples=100)
 @given(params=st.lists(st.none() | st.text(SENDABLE, max_size=10), max_size=6))
-def test_bind_framing(params: list) -> None:  # type: ignore[type-arg]
+def test_bind_framing(params: List[Optional[str]]) -> None:
     data = frontend.bind("", "", params)
     assert struct.unpack("!i", data[1:5]) == (len(data) - 1,)
     pos = 5 + 2 + 2  # empty portal and statement, no parameter formats

@@ -6,7 +6,7 @@ import logging
 import select
 import threading
 import uuid
-from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Set, Tuple, cast
 
 import pytest
 from pgcluster import LineReader, Server, in_thread, lit
@@ -21,6 +21,7 @@ from pgwire_pubsub import (
     PubSub,
 )
 from pgwire_pubsub.client import Connection, connect_raw
+from pgwire_pubsub.events import Event
 
 TIMEOUT = 10  # seconds: a failure guard, never a performance target
 
@@ -55,6 +56,7 @@ def receive(ps: PubSub, count: int, timeout: float = TIMEOUT) -> List[Notify]:
     while len(got) < count:
         event = ps.get_event(select_timeout=timeout)
         assert event is not None, f"only {len(got)} of {count} notifications arrived: {got!r}"
+        assert isinstance(event, Notify)  # no marker options: only notifications
         got.append(event)
     return got
 
@@ -126,6 +128,7 @@ def test_readme_example(pg: Server) -> None:
 
         def first_event() -> Notify:
             for e in pubsub.events():
+                assert isinstance(e, Notify)
                 return e
             raise AssertionError("events() ended")
 
@@ -168,7 +171,8 @@ def test_get_event_returns_pending_in_order(pubsub: PubSub) -> None:
     for i in range(5):
         pubsub.notify("order", str(i))
     got = [pubsub.get_event() for _ in range(5)]
-    assert [e.payload for e in got if e is not None] == ["0", "1", "2", "3", "4"]
+    # No marker options: every event is a notification.
+    assert [cast(Notify, e).payload for e in got if e is not None] == ["0", "1", "2", "3", "4"]
     assert pubsub.get_event() is None
 
 
@@ -183,7 +187,7 @@ def test_get_events_returns_all_pending_then_none(pg: Server, pubsub: PubSub) ->
     assert pubsub.get_event() is None
 
     psql_pid = psql_notify(pg, ("many", "x"), ("many", "y"), ("many", "z"))
-    got: List[Notify] = []
+    got: List[Event] = []
     while len(got) < 3:
         events = pubsub.get_events(select_timeout=TIMEOUT)
         assert events, f"got only {got!r}"
@@ -238,7 +242,7 @@ def test_select_timeout_none_waits_without_limit(pg: Server, pubsub: PubSub, met
 def test_events_yields_notifications(pg: Server, pubsub: PubSub) -> None:
     pubsub.listen("stream")
     pid = psql_notify(pg, ("stream", "1"), ("stream", "2"), ("stream", "3"))
-    got = []
+    got: List[Event] = []
     for event in pubsub.events(select_timeout=TIMEOUT, yield_timeouts=True):
         assert event is not None, f"only {got!r} arrived"
         got.append(event)
@@ -331,6 +335,7 @@ def test_channel_name_case_is_kept_in_listen_and_notify(pg: Server, pubsub: PubS
     )
     event = pubsub.get_event(select_timeout=TIMEOUT)
     assert event is not None
+    assert isinstance(event, Notify)
     assert (event.channel, event.payload) == ("MixedCase", "exact")
 
     pubsub.notify("mixedcase", "lower")  # not our channel: nothing arrives
@@ -348,6 +353,7 @@ def test_hostile_channel_name_cannot_inject_sql(pg: Server, pubsub: PubSub) -> N
         pubsub.notify(channel, "harmless")
         event = pubsub.get_event()
         assert event is not None
+        assert isinstance(event, Notify)
         assert event.channel == channel
         pubsub.unlisten(channel)
         for name in (f'x"; DROP TABLE {canary}; --', f"x'); DROP TABLE {canary}; --"):
@@ -478,14 +484,15 @@ BAD_CALLS: List[Tuple[str, Callable[[PubSub], Any], type]] = [
     ("listen-nul", lambda ps: ps.listen("c\0d"), ValueError),
     ("notify-nul-channel", lambda ps: ps.notify("c\0d", "x"), ValueError),
     ("notify-nul-payload", lambda ps: ps.notify("c", "x\0y"), ValueError),
-    ("listen-bytes", lambda ps: ps.listen(b"c"), TypeError),
-    ("listen-int", lambda ps: ps.listen(1), TypeError),
-    ("listen-none", lambda ps: ps.listen(None), TypeError),
-    ("unlisten-bytes", lambda ps: ps.unlisten(b"c"), TypeError),
-    ("notify-bytes-channel", lambda ps: ps.notify(b"c", "x"), TypeError),
-    ("notify-none-channel", lambda ps: ps.notify(None, "x"), TypeError),
-    ("notify-bytes-payload", lambda ps: ps.notify("c", b"x"), TypeError),
-    ("notify-int-payload", lambda ps: ps.notify("c", 1), TypeError),
+    # Deliberately wrong types (ignored for mypy): the calls must refuse them at run time.
+    ("listen-bytes", lambda ps: ps.listen(b"c"), TypeError),  # type: ignore[arg-type]
+    ("listen-int", lambda ps: ps.listen(1), TypeError),  # type: ignore[arg-type]
+    ("listen-none", lambda ps: ps.listen(None), TypeError),  # type: ignore[arg-type]
+    ("unlisten-bytes", lambda ps: ps.unlisten(b"c"), TypeError),  # type: ignore[arg-type]
+    ("notify-bytes-channel", lambda ps: ps.notify(b"c", "x"), TypeError),  # type: ignore[arg-type]
+    ("notify-none-channel", lambda ps: ps.notify(None, "x"), TypeError),  # type: ignore[arg-type]
+    ("notify-bytes-payload", lambda ps: ps.notify("c", b"x"), TypeError),  # type: ignore[arg-type]
+    ("notify-int-payload", lambda ps: ps.notify("c", 1), TypeError),  # type: ignore[arg-type]
     ("listen-surrogate", lambda ps: ps.listen("c\ud800"), ValueError),
     ("notify-surrogate-payload", lambda ps: ps.notify("c", "x\ud800"), ValueError),
 ]

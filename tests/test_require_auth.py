@@ -246,10 +246,13 @@ def test_conninfo_style_requirement_is_accepted() -> None:
         def allows(self, method: str) -> bool:
             return method in self.methods
 
-    auth = Authenticator(USER, PASSWORD, require_auth=Requirement())
+    # Deliberately not a RequireAuth (the annotated type): a look-alike must work as well.
+    auth = Authenticator(USER, PASSWORD, require_auth=Requirement())  # type: ignore[arg-type]
     assert auth.respond(MD5_REQUEST) is not None
     with pytest.raises(OperationalError, match='requirement "md5" failed'):
-        Authenticator(USER, PASSWORD, require_auth=Requirement()).respond(SASL_REQUEST)
+        Authenticator(
+            USER, PASSWORD, require_auth=Requirement()  # type: ignore[arg-type]
+        ).respond(SASL_REQUEST)
 
 
 # -- against a fake server: no password reaches it ------------------------------------

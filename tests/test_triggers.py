@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Tuple, Union
 
 import pytest
 from pgcluster import PsqlError, Server, lit
 
 import pgwire_pubsub as pgpubsub
-from pgwire_pubsub import ProgrammingError, PubSub
+from pgwire_pubsub import Notify, ProgrammingError, PubSub
 from pgwire_pubsub.client import Connection, connect_raw
 from pgwire_pubsub.triggers import (
     TRIGGER_NAME,
@@ -108,6 +108,7 @@ def receive_rows(ps: PubSub, count: int) -> List[Change]:
     for _ in range(count):
         event = ps.get_event(select_timeout=TIMEOUT)
         assert event is not None, f"only {len(got)} of {count} notifications arrived: {got!r}"
+        assert isinstance(event, Notify)  # no marker options: only notifications
         got.append((event.pid, event.channel, json.loads(event.payload)))
     assert ps.get_event() is None
     return got
@@ -151,6 +152,7 @@ def test_own_changes_arrive_too(pubsub: PubSub, tables: Tables) -> None:
     pubsub.conn.execute(f"INSERT INTO {quoted} VALUES (7, 'x''y', false)")
     event = pubsub.get_event()
     assert event is not None
+    assert isinstance(event, Notify)
     assert (event.pid, event.channel) == (pubsub.conn.get_backend_pid(), name)
     assert json.loads(event.payload) == {
         "id": 7,
@@ -209,9 +211,11 @@ def test_trigger_is_replaced_not_doubled(pg: Server, pubsub: PubSub, tables: Tab
     pubsub.listen(name)
     pg.psql(f"INSERT INTO {quoted} VALUES (1, 'once', NULL)")
     event = pubsub.get_event(select_timeout=TIMEOUT)
+    assert isinstance(event, Notify)  # no marker options: only notifications
     assert event is not None and json.loads(event.payload)["name"] == "once"
     pg.psql(f"INSERT INTO {quoted} VALUES (2, 'sentinel', NULL)")  # a second trigger's copy
     event = pubsub.get_event(select_timeout=TIMEOUT)  # of row 1 would come first
+    assert isinstance(event, Notify)
     assert event is not None and json.loads(event.payload)["name"] == "sentinel"
     assert pubsub.get_event() is None
 
@@ -277,10 +281,11 @@ def test_hostile_table_name_of_a_real_table(
     ("bad", "error"), [("", ValueError), ("a\0b", ValueError), (None, TypeError), (1, TypeError)]
 )
 def test_bad_table_names_are_refused_before_sending(
-    pubsub: PubSub, bad: Optional[Any], error: type
+    pubsub: PubSub, bad: Union[str, int, None], error: type
 ) -> None:
     with pytest.raises(error):
-        create_table_notify_trigger(pubsub, bad)
+        # None and 1 are deliberately not names: the call must refuse them.
+        create_table_notify_trigger(pubsub, bad)  # type: ignore[arg-type]
     assert pubsub.conn.closed == 0
     assert pubsub.conn.execute("SELECT 1") == [("1",)]
 

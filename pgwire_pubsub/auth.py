@@ -1,4 +1,4 @@
-"""Authentication exchanges: cleartext password, MD5 and SCRAM-SHA-256(-PLUS) through scramp.
+"""Authentication exchanges: cleartext password, MD5 and SCRAM-SHA-256(-PLUS).
 
 Sans-IO: ``Authenticator.respond`` takes an Authentication* message and returns
 the bytes of the answer (or None when nothing is to be sent).  Every request is
@@ -13,11 +13,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
 
-from scramp import ScramClient, ScramException
-
 from .errors import OperationalError, ProgrammingError, ProtocolViolation
 from .protocol import frontend
 from .protocol import messages as m
+from .scram import ScramClient, ScramError
 
 SCRAM_SHA_256 = "SCRAM-SHA-256"
 SCRAM_SHA_256_PLUS = "SCRAM-SHA-256-PLUS"
@@ -263,31 +262,26 @@ class Authenticator:
             )
         password = self._need_password("scram-sha-256")
         self.mechanism = selected
-        # With TLS and binding not disabled, scramp sends "p=tls-server-end-point"
-        # for PLUS and "y" (client supports binding, server seems not to) for
-        # plain SCRAM; without, "n".
+        # With TLS and binding not disabled: "p=tls-server-end-point" for PLUS, and "y"
+        # (this client supports binding, the server seems not to) for plain SCRAM;
+        # without, "n".
         use = binding if binding is not None and self._channel_binding != "disable" else None
-        try:
-            self._scram = ScramClient([selected], self._user, password, channel_binding=use)
-            first = self._scram.get_client_first().encode("utf-8")
-        except ScramException as exc:
-            raise OperationalError(f"could not start SCRAM authentication: {exc}") from None
-        return frontend.sasl_initial_response(selected, first)
+        self._scram = ScramClient(self._user, password, use, plus=selected == SCRAM_SHA_256_PLUS)
+        return frontend.sasl_initial_response(selected, self._scram.client_first())
 
     def _scram_continue(self, data: bytes) -> bytes:
         scram = self._scram_state("AuthenticationSASLContinue")
         try:
-            scram.set_server_first(data.decode("utf-8"))
-            final = scram.get_client_final()
-        except (ScramException, UnicodeDecodeError, ValueError) as exc:
+            final = scram.client_final(data)
+        except ScramError as exc:
             raise ProtocolViolation(f"invalid SCRAM server-first-message: {exc}") from None
-        return frontend.sasl_response(final.encode("utf-8"))
+        return frontend.sasl_response(final)
 
     def _scram_final(self, data: bytes) -> None:
         scram = self._scram_state("AuthenticationSASLFinal")
         try:
-            scram.set_server_final(data.decode("utf-8"))
-        except (ScramException, UnicodeDecodeError, ValueError) as exc:
+            scram.verify_server_final(data)
+        except ScramError as exc:
             raise OperationalError(
                 "the server's SCRAM signature is invalid, so it did not prove that it "
                 "knows the password: refusing the connection (is something "

@@ -219,7 +219,7 @@ def certificate_hash(der: bytes) -> bytes:
     """RFC 5929 tls-server-end-point: the certificate hashed with its signature's hash.
 
     MD5 and SHA-1 are replaced by SHA-256, as PostgreSQL's server does for its
-    own certificate (and scramp for ``('tls-server-end-point', ssl_socket)``).
+    own certificate.
     Ed448 (SHAKE256) gives 64 bytes.
     """
     algorithm = signature_hash_name(der)

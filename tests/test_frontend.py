@@ -236,3 +236,22 @@ def test_bind_refuses_nul_in_a_value() -> None:
 def test_startup_refuses_an_empty_parameter_name() -> None:
     with pytest.raises(ValueError, match="empty"):
         frontend.startup_message({"": "x"})
+
+
+def test_run_unnamed_is_parse_bind_execute_sync() -> None:
+    sql = "SELECT pg_notify($1, $2)"
+    params: List[Optional[str]] = ["chan", None]
+    expected = (frontend.parse("", sql, [frontend.TEXT_OID] * 2) + frontend.bind("", "", params)
+                + frontend.execute() + frontend.sync())
+    assert frontend.run_unnamed(sql, params) == expected
+    assert frontend.run_unnamed(sql, ["other", "x"]).startswith(
+        frontend.parse("", sql, [frontend.TEXT_OID] * 2))
+
+
+def test_run_unnamed_keeps_a_bounded_number_of_parse_messages() -> None:
+    for number in range(frontend._PARSED_LIMIT * 3):
+        frontend.run_unnamed(f"SELECT {number}", [])
+    assert 0 < len(frontend._PARSED) <= frontend._PARSED_LIMIT
+    assert frontend.run_unnamed("SELECT $1", ["a"]) == (
+        frontend.parse("", "SELECT $1", [frontend.TEXT_OID]) + frontend.bind("", "", ["a"])
+        + frontend.execute() + frontend.sync())

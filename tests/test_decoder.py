@@ -600,3 +600,19 @@ def test_any_bytes_in_any_chunking(data: bytes, cuts: List[int]) -> None:
         assert isinstance(message, get_args(m.BackendMessage))
     if not chunked_failed:
         assert chunked_decoder.buffered <= len(data)
+
+
+def test_small_routine_replies_are_parsed_once_and_shared() -> None:
+    row = b"D" + struct.pack("!ihi", 10, 1, 0)  # pg_notify's one empty value
+    complete = b"C" + struct.pack("!i", 13) + b"SELECT 1\0"
+    stream = b"1\0\0\0\x042\0\0\0\x04" + row + complete + ready()
+    first, second = Decoder().feed(stream), Decoder().feed(stream)
+    assert first == [m.ParseComplete(), m.BindComplete(), m.DataRow((b"",)),
+                     m.CommandComplete("SELECT 1"), m.ReadyForQuery("I")]
+    assert all(a is b for a, b in zip(first, second))
+
+
+def test_a_malformed_small_reply_is_refused_every_time() -> None:
+    for _ in range(2):
+        with pytest.raises(ProtocolViolation, match="transaction status"):
+            Decoder().feed(ready(b"X"))

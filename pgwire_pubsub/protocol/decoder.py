@@ -214,16 +214,13 @@ _PARSERS: Dict[int, Callable[[bytes, int, int], m.BackendMessage]] = {
 
 
 _KNOWN_TYPES = frozenset(_PARSERS)
-# Whole messages that carry nothing but their type (and a transaction status).
-_FIXED: Dict[bytes, m.BackendMessage] = {
-    b"1\0\0\0\x04": m.ParseComplete(),
-    b"2\0\0\0\x04": m.BindComplete(),
-    b"3\0\0\0\x04": m.CloseComplete(),
-    b"n\0\0\0\x04": m.NoData(),
-    b"I\0\0\0\x04": m.EmptyQueryResponse(),
-    b"s\0\0\0\x04": m.PortalSuspended(),
-    **{b"Z\0\0\0\x05" + status.encode(): m.ReadyForQuery(status) for status in "ITE"},
-}
+# Small routine replies, parsed once: ReadyForQuery, ParseComplete, BindComplete, a
+# CommandComplete such as "SELECT 1", pg_notify's empty DataRow...
+_ROUTINE_KINDS = frozenset(b"ZCD123nIs")
+_SMALL = 40
+_ROUTINE: Dict[bytes, m.BackendMessage] = {}
+_ROUTINE_LIMIT = 256
+
 _CACHE_SIZE = 1024  # distinct channel names (and sender pids) remembered
 _NOTIFY_HEAD = Struct("!Bii").unpack_from  # type, length, and the sender's pid
 
@@ -315,12 +312,18 @@ class Decoder:
                 if end > size:
                     need = end - pos
                     break
-                if length <= 5:  # a command's routine replies: one shared object each
-                    fixed = _FIXED.get(buf[pos : end])
-                    if fixed is not None:
-                        out.append(fixed)
-                        pos = end
-                        continue
+                if length <= _SMALL and kind in _ROUTINE_KINDS:
+                    # A command's routine replies repeat byte for byte: one shared object
+                    # each (they are immutable), found by their bytes.
+                    raw = buf[pos:end]
+                    message = _ROUTINE.get(raw)
+                    if message is None:
+                        message = _PARSERS[kind](raw, 5, length + 1)
+                        if len(_ROUTINE) < _ROUTINE_LIMIT:
+                            _ROUTINE[raw] = message
+                    out.append(message)
+                    pos = end
+                    continue
                 # A separate body, so no field read can run into the next message.
                 message = _PARSERS[kind](buf[pos + 5 : end], 0, length - 4)
                 if kind == 65:

@@ -21,7 +21,7 @@ from .errors import InterfaceError, NotSupportedError, OperationalError
 from .events import Bound, QueueItem
 from .protocol import flows
 from .protocol.machine import State
-from .transport import Transport, Woken, interrupts_deferred, socket_error
+from .transport import Transport, Woken, socket_error
 
 T = TypeVar("T")
 
@@ -242,14 +242,8 @@ class Connection:
                 raise error from None
 
     def _take_in(self, transport: Transport, timeout: Optional[float]) -> None:
-        if not transport.wait_readable(timeout):
-            return
-        with interrupts_deferred():
-            transport.receiving = True
-            data = transport.read_available()
-            if data is not None:
-                self._proto.receive_data(data)
-            transport.receiving = False
+        if transport.wait_readable(timeout):
+            transport.take_in(self._proto.receive_data)
 
     def poll(self) -> None:
         """Take in whatever has arrived, without waiting (psycopg2's ``poll``)."""

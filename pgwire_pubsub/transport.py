@@ -9,13 +9,14 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 from .errors import OperationalError
 from .protocol import flows
 from .protocol.machine import Protocol
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 RECV_SIZE = 1 << 18
 
@@ -108,16 +109,7 @@ class Transport:
                 if out is None:
                     if not self.wait_readable(remaining(deadline)):
                         raise TimeoutError("timeout expired")
-                    with interrupts_deferred():
-                        self.receiving = True
-                        try:
-                            data = self.read_available()
-                            if data is not None:
-                                out = step.send(data)
-                        except Exception:
-                            self.receiving = False
-                            raise
-                        self.receiving = False
+                    out = self.take_in(step.send)  # None again: it needs more
                 else:
                     self.sending = True
                     self.sendall(out, deadline)
@@ -128,6 +120,21 @@ class Transport:
         except (OSError, TimeoutError) as exc:
             proto.mark_lost()
             raise socket_error(exc) from None
+
+    def take_in(self, consume: Callable[[bytes], R]) -> Optional[R]:
+        """``consume`` what has arrived, with interrupts deferred; None when nothing complete
+        had arrived.  ``receiving`` stays set when an interrupt lands in between anyway (see
+        ``interrupts_deferred``): the stream can then no longer be trusted."""
+        with interrupts_deferred():
+            self.receiving = True
+            try:
+                data = self.read_available()
+                result = None if data is None else consume(data)
+            except Exception:
+                self.receiving = False
+                raise
+            self.receiving = False
+        return result
 
     def _nonblocking(self) -> socket.socket:
         """The socket, in non-blocking mode: every wait is our own select, with its deadline

@@ -46,6 +46,18 @@ class FakeConn:
             buf += chunk
         return buf
 
+    def read_until_eof(self) -> bytes:
+        """Every byte the client sends until it closes (or resets) the connection."""
+        data = b""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return data
+                data += chunk
+        except ConnectionResetError:
+            return data
+
     def read_startup(self) -> Tuple[int, Dict[str, str]]:
         """Read the startup packet, answering SSL/GSS encryption requests on the way.
 
@@ -194,3 +206,13 @@ class FakeServer:
             self.error = self.error or TimeoutError("fake server script did not finish")
         if self.check and exc_type is None and self.error is not None:
             raise self.error
+
+
+def split_messages(data: bytes) -> List[Tuple[bytes, bytes]]:
+    """Frontend messages as (type, body) pairs."""
+    out = []
+    while data:
+        (length,) = struct.unpack("!i", data[1:5])
+        out.append((data[:1], data[5 : 1 + length]))
+        data = data[1 + length :]
+    return out

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import quote
 
 import pytest
-from fakeserver import SSL_REQUEST, FakeConn, FakeServer
+from fakeserver import SSL_REQUEST, FakeConn, FakeServer, split_messages
 from pgcluster import ROLES, Server
 
 import pgwire_pubsub
@@ -751,19 +751,6 @@ def test_connect_timeout_from_string_or_environment(
         assert time.monotonic() - start < TIMEOUT_GUARD
 
 
-def _read_until_eof(conn: FakeConn) -> bytes:
-    """Everything the client sends until it closes (or resets) the connection."""
-    data = b""
-    try:
-        while True:
-            chunk = conn.sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
-    except ConnectionResetError:
-        return data
-
-
 @pytest.mark.parametrize("sslmode", ["prefer", "require"])
 def test_connect_timeout_bounds_a_tls_handshake_that_never_ends(sslmode: str) -> None:
     seen: List[bytes] = []
@@ -772,7 +759,7 @@ def test_connect_timeout_bounds_a_tls_handshake_that_never_ends(sslmode: str) ->
         length, code = struct.unpack("!ii", conn.recv_exact(8))
         assert (length, code) == (8, SSL_REQUEST)
         conn.send(b"S")
-        seen.append(_read_until_eof(conn))  # the ClientHello, never answered
+        seen.append(conn.read_until_eof())  # the ClientHello, never answered
 
     with FakeServer(script, timeout=TIMEOUT_GUARD) as srv:
         start = time.monotonic()
@@ -789,7 +776,7 @@ def test_connect_timeout_bounds_authentication_that_never_ends() -> None:
     def script(conn: FakeConn) -> None:
         conn.read_startup()
         conn.auth_request(3)  # cleartext password, then silence
-        _read_until_eof(conn)
+        conn.read_until_eof()
 
     with FakeServer(script, timeout=TIMEOUT_GUARD) as srv:
         start = time.monotonic()
@@ -835,15 +822,6 @@ def test_refused_port_names_host_and_port(sslmode: str) -> None:
 # -- close ------------------------------------------------------------------------
 
 
-def _messages(data: bytes) -> List[Tuple[bytes, bytes]]:
-    out = []
-    while data:
-        (length,) = struct.unpack("!i", data[1:5])
-        out.append((data[:1], data[5 : 1 + length]))
-        data = data[1 + length :]
-    return out
-
-
 def test_close_sends_terminate_before_closing() -> None:
     received: List[Tuple[bytes, bytes]] = []
 
@@ -852,7 +830,7 @@ def test_close_sends_terminate_before_closing() -> None:
         assert conn.read_query() == "SELECT 1"
         conn.send_message(b"C", b"SELECT 0\0")
         conn.ready()
-        received.extend(_messages(_read_until_eof(conn)))
+        received.extend(split_messages(conn.read_until_eof()))
 
     with FakeServer(script) as srv:
         conn = connect_raw(host=srv.host, port=srv.port, user="u", sslmode="disable",
@@ -870,7 +848,7 @@ def test_every_way_of_closing_sends_terminate_once(how: str) -> None:
 
     def script(conn: FakeConn) -> None:
         conn.handshake()
-        received.append(_read_until_eof(conn))
+        received.append(conn.read_until_eof())
 
     with FakeServer(script) as srv:
         kwargs: Any = dict(host=srv.host, port=srv.port, user="u", sslmode="disable",

@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
-from fakeserver import SSL_REQUEST, FakeConn, FakeServer
+from fakeserver import SSL_REQUEST, FakeConn, FakeServer, split_messages
 from scramp import ScramMechanism
 
 import pgwire_pubsub
@@ -96,28 +96,6 @@ def after_auth(pid: int = 4242) -> bytes:
 # -- frontend messages, as the fake server reads them -----------------------------
 
 
-def read_until_eof(conn: FakeConn) -> bytes:
-    """Every byte the client sends until it closes (or resets) the connection."""
-    data = b""
-    try:
-        while True:
-            chunk = conn.sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
-    except ConnectionResetError:
-        return data
-
-
-def split_messages(data: bytes) -> List[Tuple[bytes, bytes]]:
-    out = []
-    while data:
-        (length,) = struct.unpack("!i", data[1:5])
-        out.append((data[:1], data[5 : 1 + length]))
-        data = data[1 + length :]
-    return out
-
-
 TERMINATE = (b"X", b"")
 
 
@@ -182,7 +160,7 @@ class ScramServer:
                 conn.send(AUTH_OK + after_auth())
             else:
                 raise AssertionError(self.finish)
-        self.after = split_messages(read_until_eof(conn))
+        self.after = split_messages(conn.read_until_eof())
 
 
 def forge_signature(server_final: bytes) -> bytes:
@@ -243,7 +221,7 @@ def test_scram_with_a_wrong_password_is_refused_by_the_server() -> None:
             seen.append(type(exc).__name__)
             conn.send(error_response({"S": "FATAL", "V": "FATAL", "C": "28P01",
                                       "M": 'password authentication failed for user "alice"'}))
-            read_until_eof(conn)
+            conn.read_until_eof()
 
     with FakeServer(script) as srv:
         error = fails_promptly(OperationalError, lambda: connect_to(srv, password="wrong"))
@@ -255,7 +233,7 @@ def test_sasl_without_scram_sha_256_names_the_mechanisms() -> None:
     def script(conn: FakeConn) -> None:
         conn.read_startup()
         conn.send(authentication(10, cstring("SCRAM-SHA-256-PLUS") + b"\0"))
-        read_until_eof(conn)
+        conn.read_until_eof()
 
     with FakeServer(script) as srv:
         error = fails_promptly(OperationalError, lambda: connect_to(srv, password="pw"))
@@ -274,12 +252,12 @@ def test_cve_2021_23222_bytes_after_ssl_accept_are_refused(sslmode: str) -> None
         if sslmode == "allow" and conn.index == 0:  # the plain attempt: refuse it
             conn.read_startup()
             conn.send(error_response({"S": "FATAL", "C": "28000", "M": "no encryption"}))
-            read_until_eof(conn)
+            conn.read_until_eof()
             return
         length, code = struct.unpack("!ii", conn.recv_exact(8))
         assert (length, code) == (8, SSL_REQUEST)
         conn.send(b"S" + AUTH_OK + after_auth())
-        sent_after.append(read_until_eof(conn))
+        sent_after.append(conn.read_until_eof())
 
     connections = 2 if sslmode == "allow" else 1
     with FakeServer(script, connections=connections) as srv:
@@ -302,7 +280,7 @@ def test_unsupported_authentication_names_the_method(code: int, name: str) -> No
     def script(conn: FakeConn) -> None:
         conn.read_startup()
         conn.send(authentication(code))
-        after.append(read_until_eof(conn))
+        after.append(conn.read_until_eof())
 
     with FakeServer(script) as srv:
         error = fails_promptly(OperationalError, lambda: connect_to(srv, password="S3cr3t!"))
@@ -334,7 +312,7 @@ class Script:
         else:
             assert self.go.wait(SERVER_TIMEOUT), "the test never said go"
         conn.send(self.reply)
-        self.after.append(read_until_eof(conn))
+        self.after.append(conn.read_until_eof())
 
 
 @pytest.mark.parametrize(
@@ -500,7 +478,7 @@ def test_error_response_during_startup(fields: Dict[str, str], when: str) -> Non
         conn.read_startup()
         prefix = b"" if when == "before-auth" else AUTH_OK + parameter_status("a", "b")
         conn.send(prefix + error_response(fields))
-        after.append(read_until_eof(conn))
+        after.append(conn.read_until_eof())
 
     with FakeServer(script) as srv:
         error = fails_promptly(OperationalError, lambda: connect_to(srv))
@@ -576,7 +554,7 @@ def test_notifications_during_startup_and_before_ready_for_query_are_kept(
              data_row(b"1"),
              command_complete("SELECT 1"),
              ready())
-        after.append(read_until_eof(conn))
+        after.append(conn.read_until_eof())
 
     with FakeServer(script) as srv:
         pubsub = pgwire_pubsub.connect(host=srv.host, port=srv.port, user="alice",

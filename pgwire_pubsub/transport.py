@@ -37,36 +37,7 @@ _INTERRUPTS = {int(signal.SIGINT), int(signal.SIGTERM)}
 # which costs more than the system call on this path.
 _sigmask: Any = getattr(getattr(signal, "_signal", signal), "pthread_sigmask", None)
 _CAN_MASK = _sigmask is not None
-
-
-class interrupts_deferred:
-    """Hold Ctrl-C and SIGTERM while received bytes are taken in.
-
-    A KeyboardInterrupt raised half-way through decoding would lose bytes and
-    break the stream; deferred, it is raised right after, at a clean point.
-    (Signals reach Python code only in the main thread.)
-    """
-
-    __slots__ = ("_previous",)
-
-    def __enter__(self) -> None:
-        self._previous = None
-        if _CAN_MASK and threading.current_thread() is threading.main_thread():
-            # pthread_sigmask runs the handlers of signals that are already due, after
-            # changing the mask.  Reading the mask first lets such a handler raise before
-            # anything changed; if one still raises from the second call, the mask is put
-            # back, or Ctrl-C and SIGTERM would stay blocked for good.
-            previous = _sigmask(signal.SIG_BLOCK, ())
-            try:
-                _sigmask(signal.SIG_BLOCK, _INTERRUPTS)
-            except BaseException:
-                _sigmask(signal.SIG_SETMASK, previous)
-                raise
-            self._previous = previous
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            _sigmask(signal.SIG_SETMASK, self._previous)
+_MAIN_THREAD = threading.main_thread().ident
 
 
 def socket_error(exc: BaseException) -> OperationalError:
@@ -122,19 +93,38 @@ class Transport:
             raise socket_error(exc) from None
 
     def take_in(self, consume: Callable[[bytes], R]) -> Optional[R]:
-        """``consume`` what has arrived, with interrupts deferred; None when nothing complete
-        had arrived.  ``receiving`` stays set when an interrupt lands in between anyway (see
-        ``interrupts_deferred``): the stream can then no longer be trusted."""
-        with interrupts_deferred():
+        """``consume`` what has arrived, with Ctrl-C and SIGTERM held meanwhile; None when
+        nothing complete had arrived.
+
+        An interrupt raised half-way through would lose bytes and break the stream; held,
+        it is raised right after, at a clean point.  The hold works when the main thread
+        takes the signal: when another thread does, Python still runs the handler here,
+        and ``receiving`` is left set, for the caller to mark the stream untrustworthy.
+        """
+        # pthread_sigmask runs the handlers of signals already due right after changing
+        # the mask, and a handler may run at any point of this method: the mask as it was
+        # is read before anything changes, and the block is inside the try whose finally
+        # puts it back, so that no interrupt can leave Ctrl-C and SIGTERM blocked for good.
+        saved = _sigmask(signal.SIG_BLOCK, ()) if self._can_mask() else None
+        try:
+            if saved is not None:
+                _sigmask(signal.SIG_BLOCK, _INTERRUPTS)
             self.receiving = True
-            try:
-                data = self.read_available()
-                result = None if data is None else consume(data)
-            except Exception:
-                self.receiving = False
-                raise
+            data = self.read_available()
+            result = None if data is None else consume(data)
             self.receiving = False
+        except Exception:
+            self.receiving = False
+            raise
+        finally:
+            if saved is not None:
+                _sigmask(signal.SIG_SETMASK, saved)
         return result
+
+    @staticmethod
+    def _can_mask() -> bool:
+        """Signals reach Python code only in the main thread."""
+        return _CAN_MASK and threading.get_ident() == _MAIN_THREAD
 
     def _nonblocking(self) -> socket.socket:
         """The socket, in non-blocking mode: every wait is our own select, with its deadline

@@ -41,236 +41,32 @@ Deliberate differences from libpq:
 from __future__ import annotations
 
 import getpass
-import locale
 import os
-import re
 import socket
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from . import dsnparse, passfile, servicefile
-from .auth import RequireAuth, parse_require_auth
+from .auth import RequireAuth
 from .dsnparse import invalid_dsn
-from .errors import NotSupportedError, OperationalError, ProgrammingError
+from .errors import OperationalError
+from .options import (
+    KNOWN,
+    OPTIONS,
+    PROTOCOL_RANK,
+    SSLMODES,
+    TLS_VERSIONS,
+    integer,
+    is_utf8,
+    not_supported,
+)
 
 __all__ = ["SSLMODES", "ConnParams", "HostSpec", "RequireAuth", "make_params", "parse_dsn"]
 
-SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-SSLNEGOTIATIONS = ("postgres", "direct")
-CHANNEL_BINDINGS = ("disable", "prefer", "require")
-TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
-LOAD_BALANCE_HOSTS = ("disable", "random")
-TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
-PROTOCOL_VERSIONS = ("3.0", "3.2", "latest")
-_PROTOCOL_RANK = {"3.0": 0, "3.2": 1, "latest": 1}  # libpq 18's latest is 3.2
-
-_INT_RE = re.compile(r"[ \t\n\r\f\v]*([+-]?[0-9]+)[ \t\n\r\f\v]*")
-_INT32 = range(-(2**31), 2**31)
 _KEEPALIVE_SETTINGS = ("keepalives_idle", "keepalives_interval", "keepalives_count")
 _READ_WITH_KEEPALIVES = (*_KEEPALIVE_SETTINGS, "tcp_user_timeout")  # as libpq 18 reads them
 # Environment variables libpq sends as settings in the startup packet.
 _ENV_SETTINGS = (("PGDATESTYLE", "datestyle"), ("PGTZ", "timezone"), ("PGGEQO", "geqo"))
-
-
-# -- value checks: each takes (keyword, value) and returns the value to keep --
-
-Check = Callable[[str, str], Any]
-
-
-def _not_supported(key: str, value: Optional[str], reason: str) -> NotSupportedError:
-    shown = f'{key}="{value}"' if value is not None else key
-    return NotSupportedError(f"{shown} is not supported by pgwire_pubsub: {reason}")
-
-
-def _invalid_value(key: str, value: str, accepted: Tuple[str, ...]) -> ProgrammingError:
-    return invalid_dsn(f'invalid {key} value: "{value}"; expected one of {", ".join(accepted)}')
-
-
-def _text(key: str, value: str) -> Optional[str]:
-    return value or None
-
-
-def _choice(*accepted: str, unsupported: Optional[Mapping[str, str]] = None) -> Check:
-    def check(key: str, value: str) -> str:
-        if value not in accepted:
-            raise _invalid_value(key, value, accepted)
-        if unsupported and value in unsupported:
-            raise _not_supported(key, value, unsupported[value])
-        return value
-
-    return check
-
-
-def _integer(key: str, value: str) -> int:
-    """libpq's pqParseIntParam: a C int, white space around allowed."""
-    match = _INT_RE.fullmatch(value)
-    if match is None or int(match.group(1)) not in _INT32:
-        raise invalid_dsn(f'invalid integer value "{value}" for connection option "{key}"')
-    return int(match.group(1))
-
-
-def _non_negative(key: str, value: str) -> int:
-    return max(_integer(key, value), 0)  # libpq sets a negative value as 0
-
-
-def _connect_timeout(key: str, value: str) -> Optional[float]:
-    seconds = _integer(key, value)
-    # libpq: zero or negative waits forever; 1 is raised to its 2-second minimum.
-    return float(max(seconds, 2)) if seconds > 0 else None
-
-
-def _tls_version(key: str, value: str) -> Optional[str]:
-    for version in TLS_VERSIONS:  # libpq compares these without regard to case
-        if value.lower() == version.lower():
-            return version
-    if value:
-        raise _invalid_value(key, value, TLS_VERSIONS)
-    return None
-
-
-def _starts_with_one(reason: str) -> Check:
-    """A switch libpq reads as on when its value starts with "1" and off otherwise."""
-
-    def check(key: str, value: str) -> None:
-        if value.startswith("1"):
-            raise _not_supported(key, value, reason)
-
-    return check
-
-
-def _unset_only(reason: str, secret: bool = False) -> Check:
-    def check(key: str, value: str) -> None:
-        if value:
-            raise _not_supported(key, None if secret else value, reason)
-
-    return check
-
-
-def _client_encoding(key: str, value: str) -> None:
-    if value and not _is_utf8(value):
-        raise invalid_dsn(
-            f'unsupported {key} "{value}": pgwire_pubsub always uses UTF8'
-            " (accepted: UTF8 and its spellings, or auto in a UTF-8 locale)"
-        )
-
-
-def _is_utf8(name: str) -> bool:
-    if name == "auto":  # libpq takes the encoding of the LC_CTYPE locale
-        try:
-            name = locale.nl_langinfo(locale.CODESET)
-        except (AttributeError, ValueError):
-            name = locale.getpreferredencoding(False)
-    # The server's clean_encoding_name: case and punctuation do not count.
-    return re.sub("[^0-9a-z]", "", name.lower()) in ("utf8", "unicode")
-
-
-def _server_bool(text: str) -> Optional[bool]:
-    """The server's parse_bool: a prefix of true/false/yes/no, on, of(f), 1 or 0, any case."""
-    lowered = text.lower()
-    for word, meaning in (("true", True), ("false", False), ("yes", True), ("no", False)):
-        if lowered and word.startswith(lowered):
-            return meaning
-    if lowered in ("on", "1"):
-        return True
-    if lowered in ("of", "off", "0"):
-        return False
-    return None
-
-
-def _replication(key: str, value: str) -> None:
-    """libpq passes it on; the server reads "database" or a boolean."""
-    meaning = _server_bool(value)
-    if not value or meaning is False:
-        return
-    if value == "database" or meaning:
-        raise _not_supported(key, value, "replication connections are not implemented")
-    raise _invalid_value(key, value, ("database", "true", "false"))
-
-
-def _require_auth(key: str, value: str) -> Optional[RequireAuth]:
-    return parse_require_auth(value)
-
-
-# -- the table ---------------------------------------------------------------
-
-
-class _Option(NamedTuple):
-    keyword: str
-    envvar: Optional[str]
-    default: Optional[str]
-    check: Optional[Check]  # None: handled when the hosts are built
-
-
-_NO_GSS = "GSSAPI and Kerberos are not implemented"
-_NO_OAUTH = "OAuth authentication is not implemented"
-_NO_CERT_REQUIRE = "checking that the server asked for a certificate is not implemented"
-
-# Every keyword libpq 18 knows, in libpq's order: (keyword, environment
-# variable, default, check). Checks that return a value feed the ConnParams
-# field of the same name.
-_OPTIONS: Tuple[_Option, ...] = (
-    _Option("service", "PGSERVICE", None, _text),
-    _Option("user", "PGUSER", None, _text),
-    _Option("password", "PGPASSWORD", None, _text),
-    _Option("passfile", "PGPASSFILE", None, _text),
-    _Option("channel_binding", "PGCHANNELBINDING", "prefer", _choice(*CHANNEL_BINDINGS)),
-    _Option("connect_timeout", "PGCONNECT_TIMEOUT", None, _connect_timeout),
-    _Option("dbname", "PGDATABASE", None, _text),
-    _Option("host", "PGHOST", None, None),
-    _Option("hostaddr", "PGHOSTADDR", None, None),
-    _Option("port", "PGPORT", "5432", None),
-    _Option("client_encoding", "PGCLIENTENCODING", None, _client_encoding),
-    _Option("options", "PGOPTIONS", "", _text),
-    _Option("application_name", "PGAPPNAME", None, _text),
-    _Option("fallback_application_name", None, None, _text),
-    _Option("keepalives", None, None, lambda k, v: _integer(k, v) != 0),
-    _Option("keepalives_idle", None, None, _integer),
-    _Option("keepalives_interval", None, None, _integer),
-    _Option("keepalives_count", None, None, _integer),
-    _Option("tcp_user_timeout", None, None, _non_negative),
-    _Option("sslmode", "PGSSLMODE", "prefer", _choice(*SSLMODES)),
-    _Option("sslnegotiation", "PGSSLNEGOTIATION", "postgres", _choice(*SSLNEGOTIATIONS)),
-    _Option("sslcompression", "PGSSLCOMPRESSION", "0", _starts_with_one("TLS compression")),
-    _Option("sslcert", "PGSSLCERT", None, _text),
-    _Option("sslkey", "PGSSLKEY", None, _text),
-    _Option(
-        "sslcertmode",
-        "PGSSLCERTMODE",
-        "allow",
-        _choice("disable", "allow", "require", unsupported={"require": _NO_CERT_REQUIRE}),
-    ),
-    _Option("sslpassword", None, None, _text),
-    _Option("sslrootcert", "PGSSLROOTCERT", None, _text),
-    _Option("sslcrl", "PGSSLCRL", None, _text),
-    _Option("sslcrldir", "PGSSLCRLDIR", None, _text),
-    _Option("sslsni", "PGSSLSNI", "1", lambda k, v: v.startswith("1")),
-    _Option("requirepeer", "PGREQUIREPEER", None, _unset_only("peer checks are not implemented")),
-    _Option("require_auth", "PGREQUIREAUTH", None, _require_auth),
-    _Option("min_protocol_version", "PGMINPROTOCOLVERSION", "3.0", _choice(*PROTOCOL_VERSIONS)),
-    _Option("max_protocol_version", "PGMAXPROTOCOLVERSION", None, _choice(*PROTOCOL_VERSIONS)),
-    _Option("ssl_min_protocol_version", "PGSSLMINPROTOCOLVERSION", "TLSv1.2", _tls_version),
-    _Option("ssl_max_protocol_version", "PGSSLMAXPROTOCOLVERSION", None, _tls_version),
-    _Option(
-        "gssencmode",
-        "PGGSSENCMODE",
-        "disable",
-        _choice("disable", "prefer", "require", unsupported={"require": _NO_GSS}),
-    ),
-    _Option("krbsrvname", "PGKRBSRVNAME", None, _unset_only(_NO_GSS)),
-    _Option("gsslib", "PGGSSLIB", None, _unset_only(_NO_GSS)),
-    _Option("gssdelegation", "PGGSSDELEGATION", "0", _starts_with_one(_NO_GSS)),
-    _Option("replication", None, None, _replication),
-    _Option("target_session_attrs", "PGTARGETSESSIONATTRS", "any", _choice(*TARGET_SESSION_ATTRS)),
-    _Option("load_balance_hosts", "PGLOADBALANCEHOSTS", "disable", _choice(*LOAD_BALANCE_HOSTS)),
-    _Option("scram_client_key", None, None, _unset_only("SCRAM keys are not implemented", True)),
-    _Option("scram_server_key", None, None, _unset_only("SCRAM keys are not implemented", True)),
-    _Option("oauth_issuer", None, None, _unset_only(_NO_OAUTH)),
-    _Option("oauth_client_id", None, None, _unset_only(_NO_OAUTH)),
-    _Option("oauth_client_secret", None, None, _unset_only(_NO_OAUTH, secret=True)),
-    _Option("oauth_scope", None, None, _unset_only(_NO_OAUTH)),
-    _Option("sslkeylogfile", None, None, _unset_only("TLS key logging is not implemented")),
-)
-_KNOWN = frozenset(option.keyword for option in _OPTIONS)
 
 
 def parse_dsn(dsn: str) -> Dict[str, str]:
@@ -280,7 +76,7 @@ def parse_dsn(dsn: str) -> Dict[str, str]:
     ``postgres://`` URI. Raises ``ProgrammingError`` on a malformed string or
     an unknown keyword. Values are not checked here (libpq does not either).
     """
-    return dsnparse.parse(dsn, _KNOWN)
+    return dsnparse.parse(dsn, KNOWN)
 
 
 # -- resolved parameters -----------------------------------------------------
@@ -422,14 +218,14 @@ def _resolve(given: Mapping[str, str], environ: Mapping[str, str]) -> Dict[str, 
     resolved = dict(given)
     service = resolved.get("service", environ.get("PGSERVICE"))
     if service is not None:
-        for key, text in servicefile.find_service(service, environ, _KNOWN).items():
+        for key, text in servicefile.find_service(service, environ, KNOWN).items():
             resolved.setdefault(key, text)
     sslmode_defaulted = False
-    for keyword, envvar, default, _ in _OPTIONS:
+    for keyword, envvar, default, _ in OPTIONS:
         if keyword in resolved:
             continue
         value: Optional[str] = environ.get(envvar) if envvar else None
-        if keyword == "client_encoding" and value is not None and not _is_utf8(value):
+        if keyword == "client_encoding" and value is not None and not is_utf8(value):
             value = None  # see the module docstring
         if value is None and keyword == "sslmode" and environ.get("PGREQUIRESSL", "")[:1] == "1":
             value = "require"
@@ -465,10 +261,10 @@ def _check_combinations(values: Mapping[str, Any]) -> None:
             f' is above ssl_max_protocol_version "{high}"'
         )
     low, high = values["min_protocol_version"], values.get("max_protocol_version")
-    if high and _PROTOCOL_RANK[low] > _PROTOCOL_RANK[high]:
+    if high and PROTOCOL_RANK[low] > PROTOCOL_RANK[high]:
         raise invalid_dsn('"min_protocol_version" is greater than "max_protocol_version"')
     if low != "3.0":
-        raise _not_supported("min_protocol_version", low, "only protocol 3.0 is implemented")
+        raise not_supported("min_protocol_version", low, "only protocol 3.0 is implemented")
 
 
 def _split_hosts(raw: Mapping[str, str]) -> List[Tuple[str, str, str]]:
@@ -490,7 +286,7 @@ def _split_hosts(raw: Mapping[str, str]) -> List[Tuple[str, str, str]]:
 def _host_spec(name: str, addr: str, port_text: str, default_dir: str) -> HostSpec:
     port = 5432
     if port_text:
-        port = _integer("port", port_text)
+        port = integer("port", port_text)
         if not 1 <= port <= 65535:
             raise invalid_dsn(f'invalid port number: "{port_text}"')
     if addr:
@@ -504,7 +300,7 @@ def _host_spec(name: str, addr: str, port_text: str, default_dir: str) -> HostSp
 
 def _build(raw: Mapping[str, str], environ: Mapping[str, str]) -> ConnParams:
     values: Dict[str, Any] = {}
-    for keyword, _, _, check in _OPTIONS:
+    for keyword, _, _, check in OPTIONS:
         if keyword in _READ_WITH_KEEPALIVES and values.get("keepalives") is False:
             continue  # libpq reads them only with keepalives on
         if check is not None and keyword in raw:
@@ -557,6 +353,6 @@ def make_params(dsn: Optional[str] = None, **kwargs: object) -> ConnParams:
         text = value if isinstance(value, str) else str(value)
         if "\0" in text:
             raise invalid_dsn(f'connection option "{key}" contains a NUL character')
-        dsnparse.store(given, _KNOWN, "dbname" if key == "database" else key, text)
+        dsnparse.store(given, KNOWN, "dbname" if key == "database" else key, text)
     environ = dict(os.environ)
     return _build(_resolve(given, environ), environ)

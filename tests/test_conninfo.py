@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgwire_pubsub import conninfo
+from pgwire_pubsub import options
 from pgwire_pubsub.conninfo import (
     SSLMODES,
     ConnParams,
@@ -166,7 +166,7 @@ def quote_value(value: str) -> str:
 
 
 safe_text = st.text(st.characters(codec="utf-8", exclude_characters="\0"))
-keyword_dicts = st.dictionaries(st.sampled_from(sorted(conninfo._KNOWN)), safe_text)
+keyword_dicts = st.dictionaries(st.sampled_from(sorted(options.KNOWN)), safe_text)
 
 
 @given(values=keyword_dicts, separator=st.sampled_from([" ", "\t", "\n", " \r\n  "]))
@@ -175,7 +175,7 @@ def test_quoted_key_value_round_trip(values: Dict[str, str], separator: str) -> 
     assert parse_dsn(separator + dsn + separator) == values
 
 
-@given(values=st.dictionaries(st.sampled_from(sorted(conninfo._KNOWN)), safe_text.filter(bool)))
+@given(values=st.dictionaries(st.sampled_from(sorted(options.KNOWN)), safe_text.filter(bool)))
 def test_bare_escaped_key_value_round_trip(values: Dict[str, str]) -> None:
     def escape(value: str) -> str:
         return "".join("\\" + c if c in " \t\n\r\f\v\\'" else c for c in value)
@@ -547,7 +547,7 @@ def test_environment_variable_accepted(
 
 
 def test_every_environment_variable_of_the_table_is_tested() -> None:
-    in_table = {option.envvar for option in conninfo._OPTIONS if option.envvar}
+    in_table = {option.envvar for option in options.OPTIONS if option.envvar}
     tested = {row[0] for row in ENV_TABLE + ENV_NOT_SUPPORTED + ENV_ACCEPTED}
     assert in_table <= tested
 
@@ -918,7 +918,7 @@ def test_keepalive_settings_below_1_are_refused_while_keepalives_are_on(
     ("keyword", "values"),
     [
         ("channel_binding", ("disable", "prefer", "require")),
-        ("target_session_attrs", conninfo.TARGET_SESSION_ATTRS),
+        ("target_session_attrs", options.TARGET_SESSION_ATTRS),
         ("load_balance_hosts", ("disable", "random")),
     ],
 )

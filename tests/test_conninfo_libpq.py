@@ -38,7 +38,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pgwire_pubsub import conninfo
+from pgwire_pubsub import conninfo, options
 from pgwire_pubsub.conninfo import make_params, parse_dsn
 from pgwire_pubsub.errors import NotSupportedError, ProgrammingError
 
@@ -47,7 +47,7 @@ pq = psycopg.pq
 
 LIBPQ_VERSION: int = pq.version()
 LIBPQ_KEYWORDS = frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
-SHARED_KEYWORDS = sorted(conninfo._KNOWN & LIBPQ_KEYWORDS)
+SHARED_KEYWORDS = sorted(options.KNOWN & LIBPQ_KEYWORDS)
 
 NOT_UTF8 = "NOT_UTF8"
 Parsed = Union[None, str, Dict[str, str]]
@@ -87,7 +87,7 @@ URI_SPACES_CHECKED = libpq_parse("postgresql://h/a b") is None
 
 def uses_unshared_keyword(dsn: str) -> bool:
     words = set(re.findall(r"[a-z_]+(?==)", dsn))
-    return bool(words & (conninfo._KNOWN ^ LIBPQ_KEYWORDS))
+    return bool(words & (options.KNOWN ^ LIBPQ_KEYWORDS))
 
 
 def test_libpq_is_recent_enough() -> None:
@@ -306,15 +306,15 @@ def test_generated_uris_parse_like_libpq(dsn: str) -> None:
 # that tell a real check from a lenient one. Nothing here makes libpq connect
 # anywhere but 127.0.0.1 port 1, or look for a service file.
 VALUE_POOL: Dict[str, Tuple[str, ...]] = {
-    "sslmode": (*conninfo.SSLMODES, "", "PREFER", "bogus"),
+    "sslmode": (*options.SSLMODES, "", "PREFER", "bogus"),
     "sslnegotiation": ("postgres", "direct", "", "Direct"),
     "channel_binding": ("disable", "prefer", "require", "", "Require"),
-    "target_session_attrs": (*conninfo.TARGET_SESSION_ATTRS, "", "ANY", "primary "),
+    "target_session_attrs": (*options.TARGET_SESSION_ATTRS, "", "ANY", "primary "),
     "load_balance_hosts": ("disable", "random", "", "Random"),
     "gssencmode": ("disable", "prefer", "require", "", "x"),
     "sslcertmode": ("disable", "allow", "require", "", "x"),
-    "ssl_min_protocol_version": (*conninfo.TLS_VERSIONS, "", "tlsv1.3", "TLSv1.4", "SSLv3"),
-    "ssl_max_protocol_version": (*conninfo.TLS_VERSIONS, "", "tlsv1.1", "TLSv1.0"),
+    "ssl_min_protocol_version": (*options.TLS_VERSIONS, "", "tlsv1.3", "TLSv1.4", "SSLv3"),
+    "ssl_max_protocol_version": (*options.TLS_VERSIONS, "", "tlsv1.1", "TLSv1.0"),
     "sslrootcert": ("system", "/nonexistent/root.crt", ""),
     "require_auth": (
         "password",
@@ -438,7 +438,7 @@ RESOLVED_POOL: Dict[str, Tuple[str, ...]] = {
     "target_session_attrs": ("any", "read-write"),
     "dbname": ("db1", "db2", ""),
 }
-ENV_OF = {option.keyword: option.envvar or "" for option in conninfo._OPTIONS}
+ENV_OF = {option.keyword: option.envvar or "" for option in options.OPTIONS}
 layer = st.lists(st.sampled_from(sorted(RESOLVED_POOL)), unique=True).flatmap(
     lambda chosen: st.fixed_dictionaries({k: st.sampled_from(RESOLVED_POOL[k]) for k in chosen})
 )

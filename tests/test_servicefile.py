@@ -12,8 +12,9 @@ from typing import Iterator
 import pytest
 
 from pgwire_pubsub import servicefile
-from pgwire_pubsub.conninfo import _KNOWN, make_params
+from pgwire_pubsub.conninfo import make_params
 from pgwire_pubsub.errors import ProgrammingError
+from pgwire_pubsub.options import KNOWN
 
 
 @pytest.fixture(autouse=True)
@@ -257,9 +258,9 @@ def test_line_too_long() -> None:
 def test_read_service_directly(tmp_path: Path) -> None:
     path = tmp_path / "s.conf"
     path.write_text("[a]\nhost=h\nport=1\n[b]\n")
-    assert servicefile.read_service(str(path), "a", _KNOWN) == {"host": "h", "port": "1"}
-    assert servicefile.read_service(str(path), "b", _KNOWN) == {}
-    assert servicefile.read_service(str(path), "c", _KNOWN) is None
+    assert servicefile.read_service(str(path), "a", KNOWN) == {"host": "h", "port": "1"}
+    assert servicefile.read_service(str(path), "b", KNOWN) == {}
+    assert servicefile.read_service(str(path), "c", KNOWN) is None
 
 
 def test_home_directory_prefers_home(monkeypatch: pytest.MonkeyPatch) -> None:

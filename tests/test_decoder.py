@@ -4,7 +4,7 @@ trailing bytes; malformed input; and properties over random chunkings and bytes.
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple, get_args
+from typing import Dict, List, Optional, Sequence, Tuple, cast, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -616,3 +616,36 @@ def test_a_malformed_small_reply_is_refused_every_time() -> None:
     for _ in range(2):
         with pytest.raises(ProtocolViolation, match="transaction status"):
             Decoder().feed(ready(b"X"))
+
+
+def notifies(messages: List[m.BackendMessage]) -> List[m.Notify]:
+    assert all(type(message) is m.Notify for message in messages)
+    return cast("List[m.Notify]", messages)
+
+
+def test_senders_and_channels_are_shared_between_notifications() -> None:
+    decoder = Decoder()
+    first, second = notifies(decoder.feed(notify(40000, "jobs", "1") + notify(40000, "jobs", "2")))
+    (third,) = notifies(decoder.feed(notify(40000, "jobs", "3")))
+    assert [n.payload for n in (first, second, third)] == ["1", "2", "3"]
+    assert first.pid is second.pid is third.pid
+    assert first.channel is second.channel is third.channel
+
+
+def test_a_third_string_is_refused_even_after_its_channel_was_seen() -> None:
+    decoder = Decoder()
+    good = notify(7, "c", "p")
+    bad = msg(b"A", i32(7) + cstr("c") + cstr("p") + cstr("q"))
+    with pytest.raises(ProtocolViolation, match="more than two strings"):
+        decoder.feed(good + bad + good)
+        decoder.check()
+
+
+def test_many_senders_keep_the_source_cache_bounded() -> None:
+    decoder = Decoder()
+    stream = b"".join(notify(pid, f"c{pid % 7}", str(pid)) for pid in range(3000))
+    received = notifies(decoder.feed(stream))
+    assert [(n.pid, n.channel, n.payload) for n in received] == [
+        (pid, f"c{pid % 7}", str(pid)) for pid in range(3000)
+    ]
+    assert len(decoder._sources) <= 1024

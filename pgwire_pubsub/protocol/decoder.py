@@ -221,18 +221,19 @@ _SMALL = 40
 _ROUTINE: Dict[bytes, m.BackendMessage] = {}
 _ROUTINE_LIMIT = 256
 
-_CACHE_SIZE = 1024  # distinct channel names (and sender pids) remembered
-_NOTIFY_HEAD = Struct("!Bii").unpack_from  # type, length, and the sender's pid
+_CACHE_SIZE = 1024  # distinct (sender pid, channel) pairs remembered
+_INT32 = Struct("!i").unpack_from
 
 
 class Decoder:
     """Feed it bytes as they arrive; it returns every message completed so far."""
 
-    __slots__ = ("_channels", "_error", "_need", "_pids", "_tail")
+    __slots__ = ("_error", "_need", "_sources", "_tail")
 
     def __init__(self) -> None:
-        self._channels: Dict[bytes, str] = {}
-        self._pids: Dict[int, int] = {}
+        # A notification's sender pid and channel, by their bytes: both repeat, and one
+        # shared object each saves memory and work.
+        self._sources: Dict[bytes, Tuple[int, str]] = {}
         self._tail = bytearray()
         self._need = 0  # bytes the tail must reach before parsing can make progress
         self._error: Optional[ProtocolViolation] = None
@@ -266,33 +267,29 @@ class Decoder:
         size = len(buf)
         need = 0
         make = tuple.__new__
-        find = buf.find
-        channels = self._channels
-        pids = self._pids
-        if len(pids) > _CACHE_SIZE:
-            pids.clear()
+        rfind = buf.rfind
         notify = m.Notify
-        head = _NOTIFY_HEAD
+        length_at = _INT32
+        last_source = b""
+        pid, channel = 0, ""
         try:
             while pos < size:
                 # The hot path: a run of complete, well-formed NotificationResponses.
                 while size - pos >= 9 and buf[pos] == 65:
-                    _, length, pid = head(buf, pos)
+                    (length,) = length_at(buf, pos + 1)
                     end = pos + 1 + length
                     if end > size or length < 10:
                         break  # incomplete or invalid: the general path decides
-                    nul = find(0, pos + 9, end)
-                    if buf[end - 1] or nul == end - 1:
+                    # The payload runs from the last NUL before the terminating one, so it
+                    # holds none; a NUL in the channel is checked when the source is new.
+                    nul = rfind(0, pos + 9, end - 1)
+                    if buf[end - 1] or nul < 0:
                         raise _Malformed("notification strings are not NUL-terminated")
-                    # Channels and pids repeat: one shared object each saves memory and work.
-                    raw = buf[pos + 9 : nul]
-                    channel = channels.get(raw)
-                    if channel is None:
-                        channel = self._remember_channel(raw)
-                    payload = buf[nul + 1 : end - 1].decode()
-                    if "\0" in payload:
-                        raise _Malformed("notification payload holds a NUL")
-                    sink(make(notify, (pids.setdefault(pid, pid), channel, payload)))
+                    source = buf[pos + 5 : nul]  # the sender's pid and the channel
+                    if source != last_source:
+                        pid, channel = self._sources.get(source) or self._new_source(source)
+                        last_source = source
+                    sink(make(notify, (pid, channel, buf[nul + 1 : end - 1].decode())))
                     pos = end
                 if pos >= size:
                     break
@@ -343,11 +340,13 @@ class Decoder:
         self._need = need
         return out
 
-    def _remember_channel(self, raw: bytes) -> str:
-        if len(self._channels) > _CACHE_SIZE:
-            self._channels.clear()
-        channel = self._channels[raw] = raw.decode()
-        return channel
+    def _new_source(self, source: bytes) -> Tuple[int, str]:
+        if source.find(0, 4) >= 0:
+            raise _Malformed("a notification holds more than two strings")
+        if len(self._sources) >= _CACHE_SIZE:
+            self._sources.clear()
+        pid_and_channel = self._sources[source] = (_INT32(source)[0], source[4:].decode())
+        return pid_and_channel
 
     def check(self) -> None:
         """Raise the protocol violation found by an earlier ``feed``, if any."""

@@ -7,12 +7,26 @@ from typing import Optional, Sequence
 MAX_CHANNEL_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer identifiers
 MAX_PAYLOAD_BYTES = 7999  # NOTIFY rejects payloads of 8000 bytes or more
 
-NOTIFY_SQL = "SELECT pg_notify($1, $2)"
 
 
 def quote_ident(name: str) -> str:
     """A double-quoted SQL identifier: exact, case kept, safe for any string without NUL."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """An escape-string literal holding ``value`` exactly, for any string without NUL.
+
+    ``E'...'`` reads backslashes the same way whatever ``standard_conforming_strings``
+    says, and the client encoding is always UTF8, so no byte can end the literal early.
+    """
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def notify_statement(channel: str, payload: str) -> str:
+    """``NOTIFY`` for a checked channel and payload.  One simple-protocol statement costs
+    the server less than ``pg_notify()`` through Parse/Bind/Execute (no planning)."""
+    return "NOTIFY " + quote_ident(channel) + ", " + quote_literal(payload)
 
 
 def check_channel(channel: str) -> str:

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any, Deque, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
-from .channels import NOTIFY_SQL, check_channel, check_payload, quote_ident, text_array
+from .channels import check_channel, check_payload, notify_statement, quote_ident, text_array
 from .client import Connection, connect_raw
 from .conninfo import make_params
 from .errors import DatabaseError, InterfaceError, OperationalError
@@ -89,9 +89,8 @@ class PubSub:
         self.channels.discard(channel)
 
     def notify(self, channel: str, payload: Optional[str] = None) -> None:
-        """Send ``payload`` (default empty) on ``channel``; both are sent as parameters."""
-        values: List[Optional[str]] = [check_channel(channel), check_payload(payload)]
-        self._connected().execute(NOTIFY_SQL, values)
+        """Send ``payload`` (default empty) on ``channel``, both quoted exactly."""
+        self._connected().execute(notify_statement(check_channel(channel), check_payload(payload)))
 
     def notify_many(self, notifications: Iterable[Tuple[str, Optional[str]]]) -> int:
         """Send many ``(channel, payload)`` notifications atomically and in order: all are
@@ -157,7 +156,7 @@ class PubSub:
     def _self_test(self, conn: Connection, channel: str, token: str, timeout: float) -> None:
         conn.execute("LISTEN " + quote_ident(channel))
         try:
-            conn.execute(NOTIFY_SQL, [channel, token])
+            conn.execute(notify_statement(channel, token))
             deadline = time.monotonic() + timeout
             while not self._take_private(channel, token):
                 left = deadline - time.monotonic()

@@ -9,6 +9,8 @@ import uuid
 from typing import Any, Callable, Iterator, List, Optional, Set, Tuple, cast
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pgcluster import LineReader, Server, in_thread, lit
 
 import pgwire_pubsub as pgpubsub
@@ -417,6 +419,35 @@ def test_payloads_are_exact(pubsub: PubSub, payload: str, scs: str) -> None:
     assert pubsub.get_event(select_timeout=TIMEOUT) == Notify(
         pubsub.conn.get_backend_pid(), "payloads", payload
     )
+
+
+def test_hostile_payload_cannot_inject_sql(pg: Server, pubsub: PubSub) -> None:
+    canary = unique("canary")
+    pg.psql(f"CREATE TABLE {canary} (id int)")
+    try:
+        pubsub.listen("hostile")
+        pid = pubsub.conn.get_backend_pid()
+        for scs in ("on", "off"):
+            pubsub.conn.execute(f"SET standard_conforming_strings = {scs}")
+            for payload in (f"'; DROP TABLE {canary}; --", f"\\'; DROP TABLE {canary}; --",
+                            f"\\''; DROP TABLE {canary}; --", f"\\\\'); DROP TABLE {canary}; --"):
+                pubsub.notify("hostile", payload)
+                assert pubsub.get_events() == [Notify(pid, "hostile", payload)]
+        assert pg.psql(f"SELECT to_regclass('{canary}') IS NOT NULL") == "t\n"
+    finally:
+        pg.psql(f"DROP TABLE IF EXISTS {canary}")
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.text(st.characters(blacklist_characters="\0", blacklist_categories=["Cs"]),
+                       max_size=300),
+       scs=st.sampled_from(["on", "off"]))
+def test_any_payload_arrives_exact(pubsub: PubSub, payload: str, scs: str) -> None:
+    pubsub.conn.execute(f"SET standard_conforming_strings = {scs}")
+    pubsub.listen("any_payload")
+    pubsub.notify("any_payload", payload)
+    assert pubsub.get_events() == [Notify(pubsub.conn.get_backend_pid(), "any_payload", payload)]
 
 
 @pytest.mark.parametrize("payload", ["plain", "back\\slash", "it's", "🐘"])

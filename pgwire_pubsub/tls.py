@@ -4,7 +4,8 @@ Shared by every I/O layer: this module builds an ``ssl.SSLContext`` and checks
 an established TLS connection, and never opens a socket itself.  A driver:
 
 1. ``make_context(...)`` for the attempt (root certificates per ``sslmode``,
-   client certificate, CRLs, protocol versions, ALPN ``postgresql``);
+   client certificate, CRLs, all read by ``tlsfiles``; protocol versions,
+   ALPN ``postgresql``);
 2. wraps its socket with ``server_hostname=server_hostname(host, sslsni)``;
 3. after the handshake: ``check_hostname(sslsock, host)`` for verify-full
    (required when ``context.check_hostname`` is off, as it is when no SNI is
@@ -15,12 +16,9 @@ an established TLS connection, and never opens a socket itself.  A driver:
 
 from __future__ import annotations
 
-import os
 import ssl
-import stat
-import sys
 import warnings
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 # Read from the server certificate (certs), and part of this module's interface too.
 from .certs import CHANNEL_BINDING_TYPE as CHANNEL_BINDING_TYPE
@@ -31,13 +29,21 @@ from .certs import check_hostname as check_hostname
 from .certs import match_hostname as match_hostname
 from .errors import OperationalError, ProgrammingError
 
+# The files libpq reads (tlsfiles), and part of this module's interface too.
+from .tlsfiles import SYSTEM_ROOTS as SYSTEM_ROOTS
+from .tlsfiles import check_key_file_permissions as check_key_file_permissions
+from .tlsfiles import default_client_cert as default_client_cert
+from .tlsfiles import default_client_key as default_client_key
+from .tlsfiles import default_crl as default_crl
+from .tlsfiles import default_root_cert as default_root_cert
+from .tlsfiles import load_client_cert, load_root_certs
+
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _VERIFYING = ("verify-ca", "verify-full")
 _STRONG = ("require", *_VERIFYING)  # the modes direct TLS may be used with
 
 ALPN_PROTOCOL = "postgresql"  # what libpq 17 offers, and direct TLS requires
 DEFAULT_MIN_PROTOCOL_VERSION = "TLSv1.2"  # libpq's default ssl_min_protocol_version
-SYSTEM_ROOTS = "system"  # sslrootcert=system: the system's trusted CAs (libpq 16)
 
 _TLS_VERSIONS = {
     "tlsv1": ssl.TLSVersion.TLSv1,
@@ -45,26 +51,6 @@ _TLS_VERSIONS = {
     "tlsv1.2": ssl.TLSVersion.TLSv1_2,
     "tlsv1.3": ssl.TLSVersion.TLSv1_3,
 }
-
-
-def _home_file(name: str) -> str:
-    return os.path.join(os.path.expanduser("~"), ".postgresql", name)
-
-
-def default_root_cert() -> str:
-    return _home_file("root.crt")
-
-
-def default_client_cert() -> str:
-    return _home_file("postgresql.crt")
-
-
-def default_client_key() -> str:
-    return _home_file("postgresql.key")
-
-
-def default_crl() -> str:
-    return _home_file("root.crl")
 
 
 def attempts(sslmode: str, unix_socket: bool) -> Tuple[bool, ...]:
@@ -191,162 +177,18 @@ def make_context(
             context.maximum_version = high
     if ssl.HAS_ALPN:
         context.set_alpn_protocols([ALPN_PROTOCOL])
-    _load_root_certs(context, sslmode, sslrootcert or None, sslcrl or None, sslcrldir or None)
-    _load_client_cert(context, sslcert or None, sslkey or None, sslpassword or None)
+    if sslmode in _STRONG:  # require verifies too, when the root certificate file exists
+        load_root_certs(
+            context,
+            sslrootcert or None,
+            sslcrl or None,
+            sslcrldir or None,
+            required=sslmode in _VERIFYING,
+        )
+    load_client_cert(context, sslcert or None, sslkey or None, sslpassword or None)
     if sslmode == "verify-full":
         context.check_hostname = host is None or server_hostname(host, sslsni) is not None
     return context
-
-
-def _load_root_certs(
-    context: ssl.SSLContext,
-    sslmode: str,
-    sslrootcert: Optional[str],
-    sslcrl: Optional[str],
-    sslcrldir: Optional[str],
-) -> None:
-    if sslrootcert == SYSTEM_ROOTS:
-        try:
-            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-        except (OSError, ssl.SSLError) as exc:
-            raise OperationalError(f"could not load system root certificate paths: {exc}") from None
-        context.verify_mode = ssl.CERT_REQUIRED
-        return
-    root = sslrootcert or default_root_cert()
-    exists = os.path.exists(root)
-    # libpq: with require, a root certificate that is present is used as verify-ca.
-    if not (sslmode in _VERIFYING or (sslmode == "require" and exists)):
-        return
-    if not exists:
-        raise OperationalError(
-            f'root certificate file "{root}" does not exist; either provide the file '
-            "(sslrootcert=...), use the system's trusted roots with sslrootcert=system, "
-            "or change sslmode to disable server certificate verification"
-        )
-    try:
-        context.load_verify_locations(cafile=root)
-    except (OSError, ssl.SSLError) as exc:
-        raise OperationalError(f'could not read root certificate file "{root}": {exc}') from None
-    _load_crls(context, sslcrl, sslcrldir)
-    context.verify_mode = ssl.CERT_REQUIRED
-
-
-def _load_crls(context: ssl.SSLContext, sslcrl: Optional[str], sslcrldir: Optional[str]) -> None:
-    """Revocation lists for the verified chain, checked for every certificate (as libpq).
-
-    libpq ignores CRL files it cannot load; here only the default
-    ``~/.postgresql/root.crl`` is optional, and a CRL that was asked for by
-    name must load, since a silently missing CRL would accept revoked servers.
-    """
-    if sslcrl is None and sslcrldir is None:
-        default = default_crl()
-        if os.path.isfile(default):
-            try:
-                context.load_verify_locations(cafile=default)
-            except (OSError, ssl.SSLError):
-                return  # as libpq: the default CRL is optional
-            context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
-        return
-    if sslcrl is not None:
-        try:
-            context.load_verify_locations(cafile=sslcrl)
-        except (OSError, ssl.SSLError) as exc:
-            raise OperationalError(
-                f'could not load SSL certificate revocation list "{sslcrl}": {exc}; '
-                "fix sslcrl or leave it unset"
-            ) from None
-    if sslcrldir is not None:
-        if not os.path.isdir(sslcrldir):
-            raise OperationalError(
-                f'SSL certificate revocation list directory "{sslcrldir}" is not a directory; '
-                "fix sslcrldir or leave it unset"
-            )
-        context.load_verify_locations(capath=sslcrldir)
-    context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
-
-
-def check_key_file_permissions(path: str, st: os.stat_result) -> None:
-    """libpq's rule: no group/world access, except group read when root owns the file."""
-    if os.name != "posix" or sys.platform == "cygwin":
-        return
-    if st.st_uid == 0:
-        bad = st.st_mode & (stat.S_IWGRP | stat.S_IXGRP | stat.S_IRWXO)
-    else:
-        bad = st.st_mode & (stat.S_IRWXG | stat.S_IRWXO)
-    if bad:
-        raise OperationalError(
-            f'private key file "{path}" has group or world access; file must have permissions '
-            "u=rw (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) "
-            "or less if owned by root"
-        )
-
-
-def _load_client_cert(
-    context: ssl.SSLContext,
-    sslcert: Optional[str],
-    sslkey: Optional[str],
-    sslpassword: Optional[str],
-) -> None:
-    cert = sslcert or default_client_cert()
-    try:
-        os.stat(cert)
-    except (FileNotFoundError, NotADirectoryError):
-        return  # as libpq: no certificate, and the server decides whether that will do
-    except OSError as exc:
-        raise OperationalError(
-            f'could not open certificate file "{cert}": {exc.strerror}'
-        ) from None
-    key = sslkey or default_client_key()
-    try:
-        key_stat = os.stat(key)
-    except FileNotFoundError:
-        raise OperationalError(
-            f'certificate present, but not private key file "{key}"; set sslkey to the '
-            f'private key of "{cert}"'
-        ) from None
-    except OSError as exc:
-        raise OperationalError(f'could not stat private key file "{key}": {exc.strerror}') from None
-    if not stat.S_ISREG(key_stat.st_mode):
-        raise OperationalError(f'private key file "{key}" is not a regular file')
-    check_key_file_permissions(key, key_stat)
-
-    asked: List[bool] = []
-
-    def password() -> bytes:
-        asked.append(True)
-        return (sslpassword or "").encode("utf-8")
-
-    try:
-        context.load_cert_chain(cert, key, password=password)
-    except ValueError:  # the passphrase is longer than OpenSSL accepts
-        raise OperationalError(
-            f'could not load private key file "{key}": sslpassword is too long'
-        ) from None
-    except (OSError, ssl.SSLError) as exc:
-        message = _client_cert_error(cert, key, exc, bool(asked), sslpassword)
-        raise OperationalError(message) from None
-
-
-def _client_cert_error(
-    cert: str, key: str, exc: BaseException, asked: bool, sslpassword: Optional[str]
-) -> str:
-    reason = getattr(exc, "reason", None)
-    if reason == "KEY_VALUES_MISMATCH":
-        return f'certificate "{cert}" does not match private key file "{key}"'
-    if asked and sslpassword is None:
-        return (
-            f'private key file "{key}" is encrypted and no sslpassword was given; '
-            "pass its passphrase as sslpassword"
-        )
-    if asked:
-        return (
-            f'could not load private key file "{key}": wrong sslpassword '
-            "(the key could not be decrypted with it)"
-        )
-    return (
-        f'could not load client certificate "{cert}" with private key file "{key}": {exc}; '
-        "both must be PEM files, the certificate matching the key"
-    )
 
 
 # -- the handshake and after -------------------------------------------------

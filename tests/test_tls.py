@@ -34,7 +34,7 @@ import pytest
 from fakeserver import FakeConn, FakeServer
 from pgcluster import CERT_USER, Cluster, Server
 
-from pgwire_pubsub import tls
+from pgwire_pubsub import tls, tlsfiles
 from pgwire_pubsub.auth import Authenticator
 from pgwire_pubsub.client import connect_raw
 from pgwire_pubsub.errors import OperationalError, ProgrammingError
@@ -686,10 +686,10 @@ def test_check_key_file_permissions_directly(tmp_path: Path) -> None:
             (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, 0 if owner_is_root else 1000, *st[5:])
         )
         if ok:
-            tls.check_key_file_permissions(str(path), fake)
+            tlsfiles.check_key_file_permissions(str(path), fake)
         else:
             with pytest.raises(OperationalError, match="group or world access"):
-                tls.check_key_file_permissions(str(path), fake)
+                tlsfiles.check_key_file_permissions(str(path), fake)
 
 
 @pytest.fixture

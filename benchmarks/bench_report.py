@@ -162,7 +162,7 @@ class Report:
     def memory_fit(self, key: str) -> Optional[Tuple[float, float, str]]:
         """(bytes per payload byte, constant bytes, method): a line through the 64-byte
         and 1 KiB payload medians."""
-        from bench_workloads import BIG_PAYLOAD, PAYLOAD_SIZE
+        from bench_library import BIG_PAYLOAD, PAYLOAD_SIZE
 
         for method in ("traced", "rss"):
             small = self.median(key, "memory", f"bytes_{method}")
@@ -221,7 +221,7 @@ class Report:
             vs("rate", "connect", "connections/s", 1.0, False, "connect rate \u2265 psycopg2")
         fit = self.memory_fit(me)
         if fit is not None:
-            from bench_workloads import PAYLOAD_SIZE
+            from bench_library import PAYLOAD_SIZE
 
             slope, constant, method = fit
             c = self.meta.get("memory_constant", 64.0)

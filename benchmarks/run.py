@@ -7,9 +7,11 @@ and pg8000, on every workload, in one command.
     python benchmarks/run.py --dsn 'host=... user=...' [--connect-dsn '...']
 
 Workloads: connect (with SCRAM), notify, notify_many, receive_burst, pingpong, memory,
-import.  Each library's run of a workload is a fresh process (``bench_workloads.py``);
-rounds interleave the libraries, and the report gives the median with min-max over
-rounds, and ratios to psycopg2.  Writes ``results/<name>.md``, ``.json`` and ``.png``.
+import.  Each library's run of a workload is a fresh process (``bench_workloads.py``; the
+workloads are in ``bench_library.py``, the libraries in ``bench_libpq_peers.py`` and
+``bench_wire_peers.py``); rounds interleave the libraries, and the report gives the
+median with min-max over rounds, and ratios to psycopg2.  Writes ``results/<name>.md``,
+``.json`` and ``.png``.
 Peers that do not import are skipped (``pip install -e '.[bench]'`` brings them).
 """
 
@@ -32,6 +34,7 @@ for _path in (HERE, os.path.join(ROOT, "tests"), ROOT):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+import bench_library  # noqa: E402
 import bench_report  # noqa: E402
 import bench_workloads  # noqa: E402
 
@@ -164,7 +167,7 @@ def memory_runs(peer: Peer, count: int) -> Iterator[Tuple[str, Dict[str, Any]]]:
     for method in methods:
         yield f"bytes_{method}", {"count": count, "method": method}
         yield f"bytes_{method}_1k", {"count": max(1, count // 5), "method": method,
-                                     "payload": bench_workloads.BIG_PAYLOAD}
+                                     "payload": bench_library.BIG_PAYLOAD}
 
 
 def run_one(peer: Peer, workload: str, conninfo: Dict[str, Any], counts: Dict[str, Any],

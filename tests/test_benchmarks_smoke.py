@@ -22,6 +22,7 @@ from pgcluster import Server
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import bench_library  # noqa: E402
 import bench_workloads  # noqa: E402
 
 TINY: Dict[str, Dict[str, Any]] = {
@@ -31,7 +32,7 @@ TINY: Dict[str, Dict[str, Any]] = {
     "receive_burst": {"count": 500, "warmup": 100},
     "pingpong": {"count": 20},
     # tracemalloc traces nothing on PyPy
-    "memory": {"count": 500, "method": "rss" if bench_workloads.IS_PYPY else "traced"},
+    "memory": {"count": 500, "method": "rss" if bench_library.IS_PYPY else "traced"},
 }
 LIBS = sorted(bench_workloads.LIBRARIES)
 
@@ -81,7 +82,7 @@ def test_workload(pg: Server, lib: str, workload: str) -> None:
 def test_import_module(lib: str) -> None:
     if not installed(lib):
         pytest.skip(f"{lib} is not installed")
-    importlib.import_module(bench_workloads.LIBRARIES[lib].module)
+    importlib.import_module(bench_workloads.LIBRARIES[lib].imported_module())
 
 
 def test_suite_command(pg: Server, tmp_path: Path) -> None:

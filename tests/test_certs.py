@@ -144,6 +144,16 @@ def rfc5929(der: bytes, name: str) -> bytes:
     return hashlib.new(name, der).digest()
 
 
+def assert_signature_hash(der: bytes, expected: str) -> None:
+    """The hash of the signature algorithm is ``expected`` (asn1crypto agreeing where it
+    can tell), and the certificate hash is RFC 5929's for it."""
+    assert certs.signature_hash_name(der) == expected
+    oracle = asn1crypto_hash(der)
+    if oracle is not None:
+        assert oracle == expected
+    assert certs.certificate_hash(der) == rfc5929(der, expected)
+
+
 # -- signature algorithms ------------------------------------------------------------
 
 SIGNATURES = [
@@ -176,11 +186,7 @@ def test_signature_hash_and_certificate_hash(
     maker: Maker, key: str, digest: Optional[str], pss: bool, expected: str
 ) -> None:
     der = maker.der(key=key, digest=digest, pss=pss, subject=f"/CN={key}-{digest}-{pss}")
-    assert certs.signature_hash_name(der) == expected
-    oracle = asn1crypto_hash(der)
-    if oracle is not None:
-        assert oracle == expected
-    assert certs.certificate_hash(der) == rfc5929(der, expected)
+    assert_signature_hash(der, expected)
     assert tls.certificate_hash(der) == certs.certificate_hash(der)
 
 
@@ -202,6 +208,8 @@ def test_sha1_signature_is_hashed_with_sha256(maker: Maker) -> None:
 # -- names ---------------------------------------------------------------------------
 
 V6 = ipaddress.IPv6Address("2001:db8::1").packed
+# Of these four kinds of entry, only DNS names and IP addresses are read.
+MIXED_SAN = "email:a@example.com,DNS:localhost,URI:https://example.com,IP:10.0.0.1"
 NAMES = [
     # (subject, subjectAltName, the SAN entries read, the common names read)
     (
@@ -217,12 +225,7 @@ NAMES = [
         [("ip_address", V6), ("ip_address", bytes(15) + b"\x01")],
         ["x"],
     ),
-    (
-        "/CN=x",
-        "email:a@example.com,DNS:localhost,URI:https://example.com,IP:10.0.0.1",
-        [("dns_name", b"localhost"), ("ip_address", bytes([10, 0, 0, 1]))],
-        ["x"],
-    ),
+    ("/CN=x", MIXED_SAN, [("dns_name", b"localhost"), ("ip_address", bytes([10, 0, 0, 1]))], ["x"]),
     ("/CN=db.example.com", None, [], ["db.example.com"]),
     ("/CN=*.example.com", "DNS:*.example.com", [("dns_name", b"*.example.com")], ["*.example.com"]),
     ("/CN=a.example.com/O=org/CN=b.example.com", None, [], ["a.example.com", "b.example.com"]),
@@ -265,24 +268,9 @@ MATCHES = [
     ("/CN=x", "IP:2001:db8::1,IP:::1", "2001:DB8:0::1", True),
     ("/CN=x", "IP:2001:db8::1,IP:::1", "::1", True),
     ("/CN=x", "IP:2001:db8::1", "2001:db8::2", False),
-    (
-        "/CN=x",
-        "email:a@example.com,DNS:localhost,URI:https://example.com,IP:10.0.0.1",
-        "10.0.0.1",
-        True,
-    ),
-    (
-        "/CN=x",
-        "email:a@example.com,DNS:localhost,URI:https://example.com,IP:10.0.0.1",
-        "LocalHost",
-        True,
-    ),
-    (
-        "/CN=x",
-        "email:a@example.com,DNS:localhost,URI:https://example.com,IP:10.0.0.1",
-        "example.com",
-        False,
-    ),
+    ("/CN=x", MIXED_SAN, "10.0.0.1", True),
+    ("/CN=x", MIXED_SAN, "LocalHost", True),
+    ("/CN=x", MIXED_SAN, "example.com", False),
     ("/CN=db.example.com", None, "db.example.com", True),
     ("/CN=db.example.com", None, "Db.Example.Com", True),
     ("/CN=db.example.com", "DNS:other.test", "db.example.com", False),  # a DNS SAN hides it
@@ -503,12 +491,7 @@ def hash_id(dotted: str) -> bytes:
     ],
 )
 def test_built_signature_algorithms(algorithm: bytes, expected: str) -> None:
-    der = build(algorithm=algorithm)
-    assert certs.signature_hash_name(der) == expected
-    oracle = asn1crypto_hash(der)
-    if oracle is not None:
-        assert oracle == expected
-    assert certs.certificate_hash(der) == rfc5929(der, expected)
+    assert_signature_hash(build(algorithm=algorithm), expected)
 
 
 @pytest.mark.parametrize(

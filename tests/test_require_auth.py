@@ -3,37 +3,45 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import pytest
-from pgcluster import ROLES, Cluster
-from scramp import ScramMechanism
-from test_auth import sasl_data, sasl_initial
-from test_tls import (
-    NOTHING_BUT_GOODBYE,
-    cluster,
-    messages_after,
-    open_session,
-    pg_session,
-    verify_full,
+from authchecks import (
+    GSS_REQUEST,
+    MD5_REQUEST,
+    OK,
+    PASSWORD,
+    PASSWORD_REQUEST,
+    SASL_REQUEST,
+    SCRAM,
+    SECRET,
+    SSPI_REQUEST,
+    USER,
+    WIRE_MD5,
+    WIRE_OK,
+    WIRE_PASSWORD,
+    WIRE_SASL,
+    ScramExchange,
+    assert_client_sends_nothing,
+    assert_driver_sends_nothing,
+    refused_before_the_password,
+    role_refused,
+    role_session,
 )
+from pgcluster import Cluster
+from test_tls import cluster, home, messages_after, open_session, verify_full
 
 from pgwire_pubsub.auth import Authenticator, RequireAuth, parse_require_auth
 from pgwire_pubsub.client import connect_raw
-from pgwire_pubsub.errors import OperationalError, ProgrammingError, ProtocolViolation
+from pgwire_pubsub.errors import OperationalError, ProgrammingError
 from pgwire_pubsub.protocol import messages as m
 
-__all__ = ["cluster"]  # a fixture, imported for these tests
+__all__ = ["cluster", "home"]  # fixtures, imported for these tests
 
-USER = "alice"
-PASSWORD = "correct horse battery"
 
-PASSWORD_REQUEST = m.AuthenticationCleartextPassword()
-MD5_REQUEST = m.AuthenticationMD5Password(b"salt")
-SASL_REQUEST = m.AuthenticationSASL(("SCRAM-SHA-256",))
-GSS_REQUEST = m.AuthenticationUnsupported(7)
-SSPI_REQUEST = m.AuthenticationUnsupported(9)
-OK = m.AuthenticationOk()
+def requirement_failed(require_auth: str, reason: str) -> str:
+    """The message of a refusal by ``require_auth``, as libpq words it."""
+    return f'authentication method requirement "{require_auth}" failed: {reason}'
 
 
 # -- parsing -----------------------------------------------------------------------
@@ -117,14 +125,8 @@ def answers(require_auth: str, *requests: m.BackendMessage) -> Authenticator:
 
 def refused(require_auth: str, request: m.BackendMessage, reason: str) -> None:
     auth = Authenticator(USER, PASSWORD, require_auth=require_auth)
-    with pytest.raises(OperationalError) as info:
-        auth.respond(request)
-    assert str(info.value) == (
-        f'authentication method requirement "{require_auth}" failed: {reason}'
-    )
-    assert not isinstance(info.value, ProtocolViolation)
-    assert PASSWORD not in str(info.value)
-    assert auth.method is None  # refused before the password was looked at
+    error = refused_before_the_password(auth, request)
+    assert str(error) == requirement_failed(require_auth, reason)
 
 
 ALLOWED = [
@@ -203,37 +205,16 @@ def test_ok_after_a_password_was_sent(require_auth: str, request_: m.BackendMess
     answers(require_auth, request_, OK)
 
 
-def scram_server() -> Any:
-    mechanism = ScramMechanism("SCRAM-SHA-256")
-    auth_info = mechanism.make_auth_info(PASSWORD, iteration_count=4096)
-    return mechanism.make_server(lambda username: auth_info)
-
-
-def scram_until(auth: Authenticator, final: bool) -> None:
-    """Run SCRAM against scramp's server, up to (and, with ``final``, through) SASLFinal."""
-    server = scram_server()
-    answer = auth.respond(SASL_REQUEST)
-    assert answer is not None
-    server.set_client_first(sasl_initial(answer)[1].decode())
-    answer = auth.respond(m.AuthenticationSASLContinue(server.get_server_first().encode()))
-    assert answer is not None
-    server.set_client_final(sasl_data(answer).decode())
-    if final:
-        auth.respond(m.AuthenticationSASLFinal(server.get_server_final().encode()))
-
-
 @pytest.mark.parametrize("require_auth", ["scram-sha-256", "!none", "!password"])
 def test_ok_after_a_completed_scram_exchange(require_auth: str) -> None:
-    auth = Authenticator(USER, PASSWORD, require_auth=require_auth)
-    scram_until(auth, final=True)
-    assert auth.respond(OK) is None
+    ScramExchange(require_auth=require_auth).run(SCRAM)  # AuthenticationOk is accepted
 
 
 def test_ok_in_the_middle_of_scram_did_not_complete_authentication() -> None:
-    auth = Authenticator(USER, PASSWORD, require_auth="scram-sha-256")
-    scram_until(auth, final=False)
+    exchange = ScramExchange(require_auth="scram-sha-256")
+    exchange.to_server_final(SCRAM)  # the server's final message is not sent
     with pytest.raises(OperationalError, match="server did not complete authentication"):
-        auth.respond(OK)
+        exchange.auth.respond(OK)
 
 
 def test_conninfo_style_requirement_is_accepted() -> None:
@@ -258,23 +239,12 @@ def test_conninfo_style_requirement_is_accepted() -> None:
 # -- against a fake server: no password reaches it ------------------------------------
 
 
-def driver_refuses(require_auth: str) -> Callable[[str, int], None]:
-    def client(host: str, port: int) -> None:
-        session = open_session(host, port)
-        with session, pytest.raises(OperationalError, match="requirement") as info:
-            session.login("u", "secret password", require_auth=require_auth)
-        assert "secret password" not in str(info.value)
-        assert session.sent[1:] == []  # the startup message only
-
-    return client
-
-
 FAKE_CASES = [
-    ("scram-sha-256", (5, b"salt")),
-    ("scram-sha-256", (3, b"")),
-    ("!password", (3, b"")),
-    ("md5", (10, b"SCRAM-SHA-256\0\0")),
-    ("md5", (0, b"")),
+    ("scram-sha-256", WIRE_MD5),
+    ("scram-sha-256", WIRE_PASSWORD),
+    ("!password", WIRE_PASSWORD),
+    ("md5", WIRE_SASL),
+    ("md5", WIRE_OK),
 ]
 
 
@@ -282,8 +252,7 @@ FAKE_CASES = [
 def test_no_password_message_reaches_the_server(
     require_auth: str, request_: Tuple[int, bytes]
 ) -> None:
-    received = messages_after([request_], driver_refuses(require_auth))
-    assert received in NOTHING_BUT_GOODBYE
+    assert_driver_sends_nothing(request_, "requirement", require_auth=require_auth)
 
 
 def test_the_fake_server_does_see_an_allowed_password() -> None:
@@ -291,9 +260,9 @@ def test_the_fake_server_does_see_an_allowed_password() -> None:
     def client(host: str, port: int) -> None:
         session = open_session(host, port)
         with session, pytest.raises(OperationalError, match="password authentication failed"):
-            session.login("u", "secret password", require_auth="md5")
+            session.login("u", SECRET, require_auth="md5")
 
-    assert messages_after([(5, b"salt")], client) in ([b"p"], [b"p", b"X"])
+    assert messages_after([WIRE_MD5], client) in ([b"p"], [b"p", b"X"])
 
 
 # -- against the test cluster ------------------------------------------------------
@@ -312,8 +281,7 @@ GOOD = [
 
 @pytest.mark.parametrize(("role", "require_auth"), GOOD)
 def test_real_server_allowed(cluster: Cluster, role: str, require_auth: str) -> None:
-    with pg_session(cluster) as session:
-        session.login(role, ROLES[role], require_auth=require_auth)
+    with role_session(cluster, role, require_auth=require_auth) as session:
         assert session.query("SELECT current_user") == [(role,)]
 
 
@@ -330,25 +298,20 @@ BAD = [
 
 @pytest.mark.parametrize(("role", "require_auth", "reason"), BAD)
 def test_real_server_refused(cluster: Cluster, role: str, require_auth: str, reason: str) -> None:
-    session = pg_session(cluster)
-    expected = f'authentication method requirement "{require_auth}" failed: {reason}'
-    with session, pytest.raises(OperationalError) as info:
-        session.login(role, ROLES[role], require_auth=require_auth)
-    assert str(info.value) == expected
-    assert session.sent[1:] == []  # nothing after the startup message
+    error, sent = role_refused(cluster, role, require_auth=require_auth)
+    assert str(error) == requirement_failed(require_auth, reason)
+    assert sent[1:] == []  # nothing after the startup message
 
 
-def test_real_server_scram_over_tls(
-    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path))  # SCRAM-SHA-256-PLUS counts as scram-sha-256
-    with pg_session(cluster, verify_full(cluster)) as session:
-        session.login(
-            "scram_user",
-            ROLES["scram_user"],
-            require_auth="scram-sha-256",
-            channel_binding="require",
-        )
+def test_real_server_scram_over_tls(cluster: Cluster, home: Path) -> None:
+    # SCRAM-SHA-256-PLUS counts as scram-sha-256
+    with role_session(
+        cluster,
+        "scram_user",
+        verify_full(cluster),
+        require_auth="scram-sha-256",
+        channel_binding="require",
+    ) as session:
         assert session.query("SELECT current_user") == [("scram_user",)]
 
 
@@ -367,22 +330,9 @@ def test_client_allowed(cluster: Cluster, role: str, require_auth: str) -> None:
 def test_client_refused(cluster: Cluster, role: str, require_auth: str, reason: str) -> None:
     with pytest.raises(OperationalError) as info:
         connect_raw(**cluster.dsn_kwargs(role, sslmode="disable", require_auth=require_auth))
-    assert f'authentication method requirement "{require_auth}" failed: {reason}' in str(info.value)
+    assert requirement_failed(require_auth, reason) in str(info.value)
 
 
 @pytest.mark.parametrize(("require_auth", "request_"), FAKE_CASES)
 def test_client_sends_no_password(require_auth: str, request_: Tuple[int, bytes]) -> None:
-    def client(host: str, port: int) -> None:
-        with pytest.raises(OperationalError, match="requirement") as info:
-            connect_raw(
-                host=host,
-                port=port,
-                user="u",
-                password="secret password",
-                dbname="d",
-                sslmode="disable",
-                require_auth=require_auth,
-            )
-        assert "secret password" not in str(info.value)
-
-    assert messages_after([request_], client) in NOTHING_BUT_GOODBYE
+    assert_client_sends_nothing(request_, "requirement", require_auth=require_auth)

@@ -317,12 +317,16 @@ def test_ctrl_c_right_after_a_read_loses_nothing(
             sys.setprofile(None)
             signal.pthread_kill(main, signal.SIGINT)
 
+    # As an interactive run has it, even when the tests run as a background job
+    # (which starts with SIGINT ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.setprofile(signal_after_recv)
     try:
         with pytest.raises(KeyboardInterrupt):
             pubsub.get_event(select_timeout=TIMEOUT)
     finally:
         sys.setprofile(None)
+        signal.signal(signal.SIGINT, previous)
 
     got: List[Optional[Event]] = []
     while len(got) < len(pairs):
@@ -337,6 +341,10 @@ def test_ctrl_c_right_after_a_read_loses_nothing(
 PRELUDE = '''
 import os, signal, sys, threading, time
 import pgwire_pubsub
+
+# A process started as a background job inherits SIGINT ignored, and Python then
+# installs no KeyboardInterrupt handler: give it the one an interactive run has.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def say(text):
     print(text, flush=True)

@@ -92,6 +92,7 @@ class Connection:
                     "can no longer be trusted; reconnect"))
             raise
         finally:
+            transport.release_interrupts()  # in case an interrupt skipped take_in's own
             self._give_back(claim)
             if self._close_requested and self.closed != 1:
                 self._finish_close()

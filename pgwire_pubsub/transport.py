@@ -65,6 +65,7 @@ class Transport:
         # True while received bytes may be half taken in: deferring interrupts cannot
         # hold back a handler whose signal another thread took, so one may still land here.
         self.receiving = False
+        self.held: Optional[Any] = None  # the signal mask to put back, while one is changed
         self._buffer = memoryview(bytearray(RECV_SIZE))
 
     @property
@@ -102,12 +103,17 @@ class Transport:
         and ``receiving`` is left set, for the caller to mark the stream untrustworthy.
         """
         # pthread_sigmask runs the handlers of signals already due right after changing
-        # the mask, and a handler may run at any point of this method: the mask as it was
-        # is read before anything changes, and the block is inside the try whose finally
-        # puts it back, so that no interrupt can leave Ctrl-C and SIGTERM blocked for good.
-        saved = _sigmask(signal.SIG_BLOCK, ()) if self._can_mask() else None
+        # the mask, and a handler may run at any point of this method, even in the finally
+        # before the mask is put back.  So the mask as it was is read before anything
+        # changes and kept in ``held`` until it is put back: if an interrupt skips that,
+        # the caller's own cleanup, or the next take_in, puts it back.
+        masking = self._can_mask()
+        if masking:
+            self.release_interrupts()
+            saved = _sigmask(signal.SIG_BLOCK, ())
         try:
-            if saved is not None:
+            if masking:
+                self.held = saved
                 _sigmask(signal.SIG_BLOCK, _INTERRUPTS)
             self.receiving = True
             data = self.read_available()
@@ -117,9 +123,17 @@ class Transport:
             self.receiving = False
             raise
         finally:
-            if saved is not None:
-                _sigmask(signal.SIG_SETMASK, saved)
+            if masking:
+                self.release_interrupts()
         return result
+
+    def release_interrupts(self) -> None:
+        """Put back the signal mask ``take_in`` changed, if an interrupt kept it from
+        doing so; nothing otherwise."""
+        held = self.held
+        if held is not None:
+            _sigmask(signal.SIG_SETMASK, held)  # due handlers run here, once it is back
+            self.held = None
 
     @staticmethod
     def _can_mask() -> bool:

@@ -565,6 +565,52 @@ def test_a_handler_raising_as_the_mask_changes_leaves_it_as_it_was(
     assert taken == []
 
 
+def skipped_restore(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make the first restore of the mask raise before it happens, as a handler does
+    when it runs at the start of take_in's finally; returns the real function."""
+    real = signal.pthread_sigmask
+    skipped: List[bool] = []
+
+    def handler_runs_first(how: int, mask: Any) -> Any:
+        if how == signal.SIG_SETMASK and not skipped:
+            skipped.append(True)
+            raise KeyboardInterrupt
+        return real(how, mask)
+
+    monkeypatch.setattr(transport_module, "_sigmask", handler_runs_first)
+    return real
+
+
+def test_a_restore_skipped_by_an_interrupt_is_done_later(
+    monkeypatch: pytest.MonkeyPatch, loaded_transport: Transport
+) -> None:
+    real = skipped_restore(monkeypatch)
+    before = real(signal.SIG_BLOCK, ())
+    taken: List[bytes] = []
+    with pytest.raises(KeyboardInterrupt):
+        loaded_transport.take_in(taken.append)
+    assert taken == [b"some bytes"]
+    assert signal.SIGINT in real(signal.SIG_BLOCK, ())  # still held: the restore was skipped
+    loaded_transport.release_interrupts()
+    assert real(signal.SIG_BLOCK, ()) == before
+    loaded_transport.release_interrupts()  # nothing left to do
+    assert real(signal.SIG_BLOCK, ()) == before
+
+
+def test_a_call_puts_back_a_mask_an_interrupt_left_held(
+    monkeypatch: pytest.MonkeyPatch, connect: Callable[..., PubSub]
+) -> None:
+    """Ctrl-C and SIGTERM are never left blocked once the call is over, even when the
+    interrupt lands where take_in would have put the mask back."""
+    pubsub = connect()
+    real = skipped_restore(monkeypatch)
+    before = real(signal.SIG_BLOCK, ())
+    with pytest.raises(KeyboardInterrupt):
+        pubsub.conn.execute("SELECT 1")
+    assert real(signal.SIG_BLOCK, ()) == before
+    assert pubsub.conn.execute("SELECT 2") == [("2",)]
+
+
 def test_an_interrupt_while_bytes_are_taken_in_is_marked(loaded_transport: Transport) -> None:
     """As when another thread took the signal: the mask is put back, and ``receiving``
     stays set so that the connection is marked lost."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -97,7 +98,10 @@ def test_suite_command(pg: Server, tmp_path: Path) -> None:
     for workload in runner.WORKLOADS:
         assert "status" not in summary[workload], summary[workload]
         assert summary[workload], workload
-    assert summary["memory"]["fit"]["per_payload_byte"] > 0
+    fit = summary["memory"]["fit"]
+    assert math.isfinite(fit["per_payload_byte"]) and math.isfinite(fit["constant"])
+    if fit["method"] == "traced":  # RSS growth (PyPy) over --quick's few notifications is noise
+        assert fit["per_payload_byte"] > 0
     saved = json.loads((tmp_path / "smoke.json").read_text())
     assert saved["meta"]["postgresql"]
     markdown = (tmp_path / "smoke.md").read_text()

@@ -1,22 +1,22 @@
-"""What the channel_binding and require_auth tests share.
+"""What the authentication tests share (test_auth, test_channel_binding, test_require_auth).
 
-Both settings make the client refuse some authentication requests before the
-password is used. Both test files check that one request at a time: on the
-Authenticator, against a fake server (through the test's own driver and through
-``connect_raw``), and against the test cluster's roles, which have one pg_hba
-method each (trust_user, password_user, md5_user, scram_user). Both also run
-SCRAM against scramp's server side.
+The channel_binding and require_auth settings make the client refuse some
+authentication requests before the password is used. Both test files check that
+one request at a time: on the Authenticator, against a fake server (through the
+test's own driver and through ``connect_raw``), and against the test cluster's
+roles, which have one pg_hba method each (trust_user, password_user, md5_user,
+scram_user). All three files run SCRAM against scramp's server side.
 """
 
 from __future__ import annotations
 
 import ssl
+import struct
 from typing import Any, List, Optional, Tuple
 
 import pytest
 from pgcluster import ROLES, Cluster
 from scramp import ScramMechanism
-from test_auth import sasl_data, sasl_initial
 from test_tls import NOTHING_BUT_GOODBYE, Session, messages_after, open_session, pg_session
 
 from pgwire_pubsub.auth import Authenticator
@@ -44,19 +44,56 @@ WIRE_SASL = (10, b"SCRAM-SHA-256\0\0")
 WIRE_OK = (0, b"")
 
 
+# -- SASL messages as the client sends them ------------------------------------------
+
+
+def sasl_initial(data: bytes) -> Tuple[str, bytes]:
+    """Mechanism and data of a SASLInitialResponse, checking its framing."""
+    assert data[:1] == b"p"
+    assert struct.unpack("!i", data[1:5]) == (len(data) - 1,)
+    nul = data.index(b"\0", 5)
+    (size,) = struct.unpack("!i", data[nul + 1 : nul + 5])
+    payload = data[nul + 5 :]
+    assert len(payload) == size
+    return data[5:nul].decode(), payload
+
+
+def sasl_data(data: bytes) -> bytes:
+    """The data of a SASLResponse, checking its framing."""
+    assert data[:1] == b"p"
+    assert struct.unpack("!i", data[1:5]) == (len(data) - 1,)
+    return data[5:]
+
+
 # -- SCRAM against scramp ------------------------------------------------------------
 
 
 class ScramExchange:
-    """A client Authenticator against scramp's server (PLUS when it has binding data)."""
+    """A client Authenticator against scramp's server (PLUS when it has binding data).
 
-    def __init__(self, server_binding: Optional[Tuple[str, Any]] = None, **client: Any) -> None:
+    The server knows ``password``, which the client also uses unless given
+    ``client_password``. Given ``expect_mechanism``, ``start`` checks that the client
+    picks it. Other keywords go to the Authenticator.
+    """
+
+    def __init__(
+        self,
+        server_binding: Optional[Tuple[str, Any]] = None,
+        *,
+        password: str = PASSWORD,
+        client_password: Optional[str] = None,
+        expect_mechanism: Optional[str] = None,
+        **client: Any,
+    ) -> None:
         mechanism = ScramMechanism(PLUS if server_binding is not None else SCRAM)
-        auth_info = mechanism.make_auth_info(PASSWORD, iteration_count=4096)
+        auth_info = mechanism.make_auth_info(password, iteration_count=4096)
         self.server = mechanism.make_server(
             lambda username: auth_info, channel_binding=server_binding
         )
-        self.auth = Authenticator(USER, PASSWORD, **client)
+        self.auth = Authenticator(
+            USER, password if client_password is None else client_password, **client
+        )
+        self.expect_mechanism = expect_mechanism
         self.client_first = b""
 
     def start(self, *mechanisms: str) -> Tuple[str, bytes]:
@@ -64,7 +101,10 @@ class ScramExchange:
         and its client-first message."""
         answer = self.auth.respond(m.AuthenticationSASL(mechanisms or (PLUS, SCRAM)))
         assert answer is not None
-        return sasl_initial(answer)
+        picked, client_first = sasl_initial(answer)
+        if self.expect_mechanism is not None:
+            assert picked == self.expect_mechanism
+        return picked, client_first
 
     def to_server_final(self, *mechanisms: str) -> bytes:
         """The exchange up to the server's final message, which is returned, not sent."""

@@ -5,17 +5,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from typing import Tuple
+from typing import Optional
 
 import pytest
-from scramp import ScramException, ScramMechanism
+from authchecks import PLUS, SCRAM, USER, ScramExchange
+from scramp import ScramException
 
 from pgwire_pubsub.auth import Authenticator, md5_password
 from pgwire_pubsub.errors import OperationalError, ProtocolViolation
 from pgwire_pubsub.protocol import frontend
 from pgwire_pubsub.protocol import messages as m
 
-USER = "alice"
+# Not authchecks' PASSWORD: this one is not ASCII, for MD5 and SCRAM's SASLprep.
 PASSWORD = "correct horse \u00e9 battery"
 SALT = b"\x9a\x00\xff\x10"
 
@@ -26,24 +27,6 @@ def password_body(data: bytes) -> bytes:
     assert struct.unpack("!i", data[1:5]) == (len(data) - 1,)
     assert data.endswith(b"\0")
     return data[5:-1]
-
-
-def sasl_initial(data: bytes) -> Tuple[str, bytes]:
-    """Mechanism and data of a SASLInitialResponse, checking its framing."""
-    assert data[:1] == b"p"
-    assert struct.unpack("!i", data[1:5]) == (len(data) - 1,)
-    nul = data.index(b"\0", 5)
-    (size,) = struct.unpack("!i", data[nul + 1 : nul + 5])
-    payload = data[nul + 5 :]
-    assert len(payload) == size
-    return data[5:nul].decode(), payload
-
-
-def sasl_data(data: bytes) -> bytes:
-    """The data of a SASLResponse, checking its framing."""
-    assert data[:1] == b"p"
-    assert struct.unpack("!i", data[1:5]) == (len(data) - 1,)
-    return data[5:]
 
 
 # -- MD5 -----------------------------------------------------------------------
@@ -105,7 +88,7 @@ def test_trust_needs_no_password() -> None:
     [
         (m.AuthenticationCleartextPassword(), "password"),
         (m.AuthenticationMD5Password(SALT), "md5"),
-        (m.AuthenticationSASL(("SCRAM-SHA-256",)), "scram-sha-256"),
+        (m.AuthenticationSASL((SCRAM,)), "scram-sha-256"),
     ],
     ids=["cleartext", "md5", "scram"],
 )
@@ -140,37 +123,16 @@ def test_unexpected_message(message: m.BackendMessage) -> None:
 
 # -- SCRAM-SHA-256 -------------------------------------------------------------
 
-MECHANISM = ScramMechanism("SCRAM-SHA-256")
 
-
-class Exchange:
-    """A client Authenticator against scramp's server, one step at a time."""
-
-    def __init__(self, client_password: str = PASSWORD, server_password: str = PASSWORD) -> None:
-        auth_info = MECHANISM.make_auth_info(server_password, iteration_count=4096)
-        self.server = MECHANISM.make_server(lambda username: auth_info)
-        self.auth = Authenticator(USER, client_password)
-
-    def start(self, *mechanisms: str) -> bytes:
-        answer = self.auth.respond(m.AuthenticationSASL(mechanisms or ("SCRAM-SHA-256",)))
-        assert answer is not None
-        mechanism, client_first = sasl_initial(answer)
-        assert mechanism == "SCRAM-SHA-256"
-        return client_first
-
-    def to_server_final(self) -> bytes:
-        """Runs the exchange up to the server's final message, which it returns."""
-        self.server.set_client_first(self.start().decode())
-        server_first = self.server.get_server_first().encode()
-        answer = self.auth.respond(m.AuthenticationSASLContinue(server_first))
-        assert answer is not None
-        self.server.set_client_final(sasl_data(answer).decode())
-        return self.server.get_server_final().encode()  # type: ignore[no-any-return]
+def scram_exchange(client_password: Optional[str] = None) -> ScramExchange:
+    """An exchange against scramp's server, which knows PASSWORD, in which the client
+    must pick SCRAM-SHA-256 (there is no TLS to bind to)."""
+    return ScramExchange(password=PASSWORD, client_password=client_password, expect_mechanism=SCRAM)
 
 
 def test_scram_full_exchange() -> None:
-    exchange = Exchange()
-    server_final = exchange.to_server_final()
+    exchange = scram_exchange()
+    server_final = exchange.to_server_final(SCRAM)
     assert server_final.startswith(b"v=")
     assert exchange.auth.respond(m.AuthenticationSASLFinal(server_final)) is None
     assert exchange.auth.respond(m.AuthenticationOk()) is None
@@ -178,21 +140,21 @@ def test_scram_full_exchange() -> None:
 
 
 def test_scram_client_first_message() -> None:
-    client_first = Exchange().start("SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")
+    _, client_first = scram_exchange().start(PLUS, SCRAM)
     # No channel binding ("n,,"), then the user and a client nonce.
     assert client_first.startswith(b"n,,n=")
     assert b",r=" in client_first
 
 
 def test_scram_wrong_password_is_caught_by_the_server() -> None:
-    exchange = Exchange(client_password="wrong")
+    exchange = scram_exchange(client_password="wrong")
     with pytest.raises(ScramException):
-        exchange.to_server_final()
+        exchange.to_server_final(SCRAM)
 
 
 def test_scram_forged_server_signature() -> None:
-    exchange = Exchange()
-    exchange.to_server_final()
+    exchange = scram_exchange()
+    exchange.to_server_final(SCRAM)
     forged = b"v=" + base64.b64encode(b"\x00" * 32)
     with pytest.raises(OperationalError, match="signature") as info:
         exchange.auth.respond(m.AuthenticationSASLFinal(forged))
@@ -204,9 +166,9 @@ def test_scram_forged_server_signature() -> None:
 
 def test_scram_replayed_server_signature() -> None:
     # A signature recorded from another exchange does not prove this one.
-    recorded = Exchange().to_server_final()
-    exchange = Exchange()
-    exchange.to_server_final()
+    recorded = scram_exchange().to_server_final(SCRAM)
+    exchange = scram_exchange()
+    exchange.to_server_final(SCRAM)
     with pytest.raises(OperationalError, match="signature") as info:
         exchange.auth.respond(m.AuthenticationSASLFinal(recorded))
     assert not isinstance(info.value, ProtocolViolation)
@@ -214,22 +176,22 @@ def test_scram_replayed_server_signature() -> None:
 
 @pytest.mark.parametrize("final", [b"e=invalid-proof", b"garbage", b"\xff\xfe"])
 def test_scram_bad_server_final(final: bytes) -> None:
-    exchange = Exchange()
-    exchange.to_server_final()
+    exchange = scram_exchange()
+    exchange.to_server_final(SCRAM)
     with pytest.raises(OperationalError, match="signature is invalid"):
         exchange.auth.respond(m.AuthenticationSASLFinal(final))
 
 
 def test_scram_ok_before_server_first() -> None:
-    exchange = Exchange()
-    exchange.start()
+    exchange = scram_exchange()
+    exchange.start(SCRAM)
     with pytest.raises(ProtocolViolation, match="without proving"):
         exchange.auth.respond(m.AuthenticationOk())
 
 
 def test_scram_ok_before_sasl_final() -> None:
-    exchange = Exchange()
-    exchange.to_server_final()
+    exchange = scram_exchange()
+    exchange.to_server_final(SCRAM)
     with pytest.raises(ProtocolViolation, match="without proving"):
         exchange.auth.respond(m.AuthenticationOk())
 
@@ -248,10 +210,10 @@ def test_scram_no_mechanisms() -> None:
 
 
 def test_scram_restart_is_refused() -> None:
-    exchange = Exchange()
-    exchange.start()
+    exchange = scram_exchange()
+    exchange.start(SCRAM)
     with pytest.raises(ProtocolViolation, match="restarted"):
-        exchange.auth.respond(m.AuthenticationSASL(("SCRAM-SHA-256",)))
+        exchange.auth.respond(m.AuthenticationSASL((SCRAM,)))
 
 
 @pytest.mark.parametrize(
@@ -265,8 +227,8 @@ def test_sasl_messages_outside_an_exchange(message: m.BackendMessage) -> None:
 
 
 def test_sasl_messages_after_the_exchange() -> None:
-    exchange = Exchange()
-    server_final = exchange.to_server_final()
+    exchange = scram_exchange()
+    server_final = exchange.to_server_final(SCRAM)
     exchange.auth.respond(m.AuthenticationSASLFinal(server_final))
     with pytest.raises(ProtocolViolation, match="outside a SCRAM exchange"):
         exchange.auth.respond(m.AuthenticationSASLFinal(server_final))
@@ -278,8 +240,8 @@ def test_sasl_messages_after_the_exchange() -> None:
     ids=["foreign-nonce", "garbage", "invalid-utf8"],
 )
 def test_scram_bad_server_first(server_first: bytes) -> None:
-    exchange = Exchange()
-    exchange.start()
+    exchange = scram_exchange()
+    exchange.start(SCRAM)
     with pytest.raises(ProtocolViolation, match="server-first"):
         exchange.auth.respond(m.AuthenticationSASLContinue(server_first))
 
@@ -288,9 +250,9 @@ def test_scram_bad_server_first(server_first: bytes) -> None:
 
 
 def test_repr_never_shows_the_password() -> None:
-    exchange = Exchange()
+    exchange = scram_exchange()
     texts = [repr(exchange.auth), str(exchange.auth)]
-    server_final = exchange.to_server_final()
+    server_final = exchange.to_server_final(SCRAM)
     texts += [repr(exchange.auth), str(exchange.auth)]
     exchange.auth.respond(m.AuthenticationSASLFinal(server_final))
     texts += [repr(exchange.auth), str(exchange.auth)]
@@ -305,8 +267,8 @@ def test_repr_never_shows_the_password() -> None:
 
 
 def test_errors_never_show_the_password() -> None:
-    exchange = Exchange()
-    exchange.to_server_final()
+    exchange = scram_exchange()
+    exchange.to_server_final(SCRAM)
     with pytest.raises(OperationalError) as info:
         exchange.auth.respond(m.AuthenticationSASLFinal(b"v=" + base64.b64encode(b"x" * 32)))
     assert "correct horse" not in str(info.value)

@@ -36,10 +36,10 @@ from authchecks import (
     refused_before_the_password,
     role_refused,
     role_session,
+    sasl_initial,
 )
 from pgcluster import Cluster
 from scramp import ScramException
-from test_auth import sasl_initial
 from test_tls import Certs, certs, cluster, der_of, home, verify_full
 
 from pgwire_pubsub import tls

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, cast, get_args
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wirebytes import cstr, fields, i16, i32, msg, notify
 
 from pgwire_pubsub.errors import ProtocolViolation
 from pgwire_pubsub.protocol import messages as m
@@ -17,32 +18,12 @@ from pgwire_pubsub.protocol.decoder import MAX_SHORT_MESSAGE, Decoder
 # -- byte builders -------------------------------------------------------------
 
 
-def i16(value: int) -> bytes:
-    return struct.pack("!h", value)
-
-
-def i32(value: int) -> bytes:
-    return struct.pack("!i", value)
-
-
-def cstr(text: str) -> bytes:
-    return text.encode("utf-8") + b"\0"
-
-
-def msg(kind: bytes, body: bytes = b"") -> bytes:
-    return kind + i32(len(body) + 4) + body
-
-
 def header(kind: bytes, length: int) -> bytes:
     return kind + i32(length)
 
 
 def auth(code: int, rest: bytes = b"") -> bytes:
     return msg(b"R", i32(code) + rest)
-
-
-def fields(items: Dict[str, str]) -> bytes:
-    return b"".join(code.encode("ascii") + cstr(value) for code, value in items.items()) + b"\0"
 
 
 def column(name: str) -> bytes:
@@ -55,10 +36,6 @@ def data_row(values: Sequence[Optional[bytes]]) -> bytes:
     for value in values:
         body += i32(-1) if value is None else i32(len(value)) + value
     return msg(b"D", body)
-
-
-def notify(pid: int, channel: str, payload: str) -> bytes:
-    return msg(b"A", i32(pid) + cstr(channel) + cstr(payload))
 
 
 def ready(status: bytes = b"I") -> bytes:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
-from typing import Deque, Dict, Generator, List, Optional, Sequence, TypeVar, cast
+from typing import Deque, Generator, List, Optional, Sequence, TypeVar, cast
 
 import pytest
+from wirebytes import cstr, fields, i16, i32, msg, notify
 
 from pgwire_pubsub.auth import Authenticator
 from pgwire_pubsub.errors import (
@@ -24,26 +25,6 @@ from pgwire_pubsub.protocol import messages as m
 from pgwire_pubsub.protocol.machine import MAX_NOTICES, Protocol, State
 
 # -- server message builders -----------------------------------------------------
-
-
-def i16(value: int) -> bytes:
-    return struct.pack("!h", value)
-
-
-def i32(value: int) -> bytes:
-    return struct.pack("!i", value)
-
-
-def cstr(text: str) -> bytes:
-    return text.encode("utf-8") + b"\0"
-
-
-def msg(kind: bytes, body: bytes = b"") -> bytes:
-    return kind + i32(len(body) + 4) + body
-
-
-def field_list(items: Dict[str, str]) -> bytes:
-    return b"".join(code.encode() + cstr(value) for code, value in items.items()) + b"\0"
 
 
 def auth_ok() -> bytes:
@@ -95,15 +76,11 @@ def complete(tag: str) -> bytes:
 
 
 def error(code: str, message: str, severity: str = "ERROR") -> bytes:
-    return msg(b"E", field_list({"S": severity, "V": severity, "C": code, "M": message}))
+    return msg(b"E", fields({"S": severity, "V": severity, "C": code, "M": message}))
 
 
 def notice(message: str, severity: str = "NOTICE") -> bytes:
-    return msg(b"N", field_list({"S": severity, "V": severity, "C": "00000", "M": message}))
-
-
-def notify(pid: int, channel: str, payload: str = "") -> bytes:
-    return msg(b"A", i32(pid) + cstr(channel) + cstr(payload))
+    return msg(b"N", fields({"S": severity, "V": severity, "C": "00000", "M": message}))
 
 
 PARSE_COMPLETE = msg(b"1")
@@ -432,7 +409,7 @@ class TestAsynchronousMessages:
 
     def test_notice_without_severity(self) -> None:
         proto = ready_protocol()
-        proto.receive_data(msg(b"N", field_list({"M": "bare"})))
+        proto.receive_data(msg(b"N", fields({"M": "bare"})))
         assert proto.notices == ["NOTICE:  bare\n"]
 
 
@@ -865,4 +842,4 @@ class TestNegotiateTLS:
 
     def test_error_answer(self) -> None:
         with pytest.raises(OperationalError, match="sslmode=disable"):
-            self.answer(msg(b"E", field_list({"M": "unsupported frontend protocol"})))
+            self.answer(msg(b"E", fields({"M": "unsupported frontend protocol"})))

@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import pytest
 from faultproxy import FaultProxy
@@ -99,6 +99,18 @@ class Runner:
         return time.monotonic() - start
 
 
+def collect_events(pubsub: PubSub) -> Tuple[Runner, List[Any]]:
+    """A Runner looping over ``pubsub.events(select_timeout=None)``, and the list that loop
+    appends each event to."""
+    got: List[Any] = []
+
+    def loop() -> None:
+        for event in pubsub.events(select_timeout=None):
+            got.append(event)
+
+    return Runner(loop), got
+
+
 @pytest.fixture
 def connect(pg: Server) -> Iterator[Callable[..., PubSub]]:
     opened: List[PubSub] = []
@@ -121,13 +133,7 @@ def test_close_from_another_thread_ends_events(pg: Server, connect: Callable[...
     pubsub = connect()
     pubsub.listen("threads_close")
     pid = pubsub.conn.get_backend_pid()
-    got: List[Any] = []
-
-    def loop() -> None:
-        for event in pubsub.events(select_timeout=None):
-            got.append(event)
-
-    runner = Runner(loop)
+    runner, got = collect_events(pubsub)
     pg.psql("NOTIFY threads_close, 'before'")  # the loop is live and delivering
     wait_for(lambda: got, TIMEOUT, message="the first notification")
     runner.wait_blocked(pg, pid)
@@ -179,13 +185,7 @@ def test_a_second_thread_gets_interface_error_naming_the_rule(
     pubsub = connect()
     pubsub.listen("threads_rule")
     pid = pubsub.conn.get_backend_pid()
-    got: List[Any] = []
-
-    def loop() -> None:
-        for event in pubsub.events(select_timeout=None):
-            got.append(event)
-
-    runner = Runner(loop)
+    runner, got = collect_events(pubsub)
     runner.wait_blocked(pg, pid)
 
     for call in (

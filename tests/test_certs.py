@@ -13,7 +13,6 @@ import hashlib
 import importlib.util
 import ipaddress
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -22,9 +21,10 @@ import sysconfig
 import textwrap
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import pytest
+from certmaker import CertMaker, cert_maker
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,87 +42,10 @@ PACKAGE_DIR = Path(pgwire_pubsub.__file__).parent
 
 # -- certificates made with openssl --------------------------------------------------
 
-KEYS = {  # kind -> genpkey arguments
-    "rsa": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-    "rsa-pss-key": ["-algorithm", "RSA-PSS", "-pkeyopt", "rsa_keygen_bits:2048"],
-    "ec256": ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-    "ec384": ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
-    "ed25519": ["-algorithm", "ED25519"],
-    "ed448": ["-algorithm", "ED448"],
-    "dsa": [],  # from generated parameters
-}
-
-
-class Maker:
-    """Self-signed certificates made with the openssl command, keys shared per kind."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._keys: Dict[str, str] = {}
-        self._made: Dict[Tuple[Any, ...], bytes] = {}
-
-    def _openssl(self, *args: str) -> None:
-        subprocess.run(
-            ["openssl", *args],
-            cwd=self.directory,
-            check=True,
-            capture_output=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def key(self, kind: str) -> str:
-        if kind not in self._keys:
-            path = f"{kind}.key"
-            if kind == "dsa":
-                self._openssl(
-                    "genpkey",
-                    "-genparam",
-                    "-algorithm",
-                    "DSA",
-                    "-pkeyopt",
-                    "dsa_paramgen_bits:2048",
-                    "-out",
-                    "dsa.params",
-                )
-                self._openssl("genpkey", "-paramfile", "dsa.params", "-out", path)
-            else:
-                self._openssl("genpkey", *KEYS[kind], "-out", path)
-            self._keys[kind] = path
-        return self._keys[kind]
-
-    def der(
-        self,
-        key: str = "ec256",
-        digest: Optional[str] = "sha256",
-        subject: str = "/CN=pgwire test",
-        san: Optional[str] = None,
-        pss: bool = False,
-    ) -> bytes:
-        """The DER of a certificate signed with ``digest``, RSA-PSS padding when ``pss``."""
-        request = (key, digest, subject, san, pss)
-        if request not in self._made:
-            name = f"cert{len(self._made)}"
-            args = ["req", "-x509", "-key", self.key(key), "-out", f"{name}.der"]
-            args += ["-outform", "DER", "-days", "30", "-utf8", "-subj", subject]
-            if "+" in subject:
-                args.append("-multivalue-rdn")
-            if digest is not None:
-                args.append(f"-{digest}")
-            if pss:
-                args += ["-sigopt", "rsa_padding_mode:pss"]
-            if san is not None:
-                args += ["-addext", f"subjectAltName={san}"]
-            self._openssl(*args)
-            self._made[request] = (self.directory / f"{name}.der").read_bytes()
-        return self._made[request]
-
 
 @pytest.fixture(scope="session")
-def maker(tmp_path_factory: pytest.TempPathFactory) -> Maker:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
-    return Maker(tmp_path_factory.mktemp("x509"))
+def maker(tmp_path_factory: pytest.TempPathFactory) -> CertMaker:
+    return cert_maker(tmp_path_factory, "x509", share_keys=True)
 
 
 def asn1crypto_hash(der: bytes) -> Optional[str]:
@@ -183,14 +106,14 @@ SIGNATURES = [
 
 @pytest.mark.parametrize(("key", "digest", "pss", "expected"), SIGNATURES)
 def test_signature_hash_and_certificate_hash(
-    maker: Maker, key: str, digest: Optional[str], pss: bool, expected: str
+    maker: CertMaker, key: str, digest: Optional[str], pss: bool, expected: str
 ) -> None:
     der = maker.der(key=key, digest=digest, pss=pss, subject=f"/CN={key}-{digest}-{pss}")
     assert_signature_hash(der, expected)
     assert tls.certificate_hash(der) == certs.certificate_hash(der)
 
 
-def test_md5_signature_is_hashed_with_sha256(maker: Maker) -> None:
+def test_md5_signature_is_hashed_with_sha256(maker: CertMaker) -> None:
     try:
         der = maker.der(key="rsa", digest="md5", subject="/CN=md5")
     except subprocess.CalledProcessError:
@@ -200,7 +123,7 @@ def test_md5_signature_is_hashed_with_sha256(maker: Maker) -> None:
     assert certs.certificate_hash(der) == hashlib.sha256(der).digest()
 
 
-def test_sha1_signature_is_hashed_with_sha256(maker: Maker) -> None:
+def test_sha1_signature_is_hashed_with_sha256(maker: CertMaker) -> None:
     der = maker.der(key="rsa", digest="sha1", subject="/CN=rsa-sha1-False")
     assert certs.certificate_hash(der) == hashlib.sha256(der).digest()
 
@@ -237,7 +160,7 @@ NAMES = [
 
 @pytest.mark.parametrize(("subject", "san", "alt_names", "common_names"), NAMES)
 def test_names_are_what_was_put_in(
-    maker: Maker,
+    maker: CertMaker,
     subject: str,
     san: Optional[str],
     alt_names: List[Tuple[str, bytes]],
@@ -288,7 +211,7 @@ MATCHES = [
 
 @pytest.mark.parametrize(("subject", "san", "host", "matches"), MATCHES)
 def test_match_hostname_follows_libpq(
-    maker: Maker, subject: str, san: Optional[str], host: str, matches: bool
+    maker: CertMaker, subject: str, san: Optional[str], host: str, matches: bool
 ) -> None:
     der = maker.der(subject=subject, san=san)
     if matches:
@@ -540,7 +463,7 @@ def read_everything(der: bytes) -> None:
 
 
 @pytest.fixture(scope="session")
-def real_der(maker: Maker) -> bytes:
+def real_der(maker: CertMaker) -> bytes:
     return maker.der(
         key="rsa",
         subject="/CN=db.example.com",
@@ -727,14 +650,12 @@ def test_every_module_imports_without_asn1crypto() -> None:
 # -- on a live TLS connection --------------------------------------------------------
 
 
-def test_on_a_tls_socket(maker: Maker, tmp_path: Path) -> None:
+def test_on_a_tls_socket(maker: CertMaker) -> None:
     """channel_binding_data and check_hostname read the peer certificate of a real socket."""
-    key = maker.key("ec256")
+    cert, key = maker.make(subject="/CN=x", san="DNS:db.example.com")
     der = maker.der(subject="/CN=x", san="DNS:db.example.com")
-    cert = tmp_path / "server.crt"
-    cert.write_text(ssl.DER_cert_to_PEM_cert(der))
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(str(cert), str(maker.directory / key))
+    server_context.load_cert_chain(cert, key)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 

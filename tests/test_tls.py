@@ -14,7 +14,6 @@ import re
 import shutil
 import socket
 import ssl
-import subprocess
 import warnings
 from pathlib import Path
 from typing import (
@@ -31,6 +30,8 @@ from typing import (
 )
 
 import pytest
+from certmaker import CertMaker, cert_maker, openssl
+from certmaker import der_of as der_of  # re-exported: test_channel_binding imports it
 from fakeserver import FakeConn, FakeServer
 from pgcluster import CERT_USER, Cluster, Server
 
@@ -44,8 +45,6 @@ from pgwire_pubsub.protocol.machine import Protocol
 T = TypeVar("T")
 Row = Tuple[Optional[str], ...]
 
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is not installed")
 needs_root = pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to own files as others"
 )
@@ -57,31 +56,21 @@ SSL_VERSION = "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 # -- certificates -------------------------------------------------------------------
 
 
-def openssl(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        ["openssl", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-KEY_ARGS = {
-    "ec": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
-    "rsa": ["-newkey", "rsa:2048"],
-    "rsa-pss": ["-newkey", "rsa:2048", "-sigopt", "rsa_padding_mode:pss"],
-    "ed25519": ["-newkey", "ed25519"],
+# The key names of the tests here and in test_channel_binding -> (CertMaker key kind,
+# RSA-PSS padding): "rsa-pss" is an RSA key signing with PSS padding.
+KEYS = {
+    "ec": ("ec256", False),
+    "rsa": ("rsa", False),
+    "rsa-pss": ("rsa", True),
+    "ed25519": ("ed25519", False),
 }
 
 
 class Certs:
-    """Self-signed certificates made with the openssl command, one per distinct request."""
+    """Self-signed certificates of a CertMaker, each with a key of its own."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._made: Dict[Tuple[str, Optional[str], str, Optional[str]], Tuple[str, str]] = {}
+    def __init__(self, maker: CertMaker) -> None:
+        self.maker = maker
 
     def make(
         self,
@@ -91,49 +80,16 @@ class Certs:
         digest: Optional[str] = "sha256",
     ) -> Tuple[str, str]:
         """(certificate file, key file) for a self-signed certificate."""
-        request = (subject, san, key, digest)
-        if request not in self._made:
-            name = f"cert{len(self._made)}"
-            args = [
-                "req",
-                "-x509",
-                "-nodes",
-                *KEY_ARGS[key],
-                "-keyout",
-                f"{name}.key",
-                "-out",
-                f"{name}.crt",
-                "-days",
-                "30",
-                "-subj",
-                subject,
-            ]
-            if digest is not None:
-                args.append(f"-{digest}")
-            if san is not None:
-                args += ["-addext", f"subjectAltName={san}"]
-            openssl(self.directory, *args)
-            os.chmod(self.directory / f"{name}.key", 0o600)
-            self._made[request] = (
-                str(self.directory / f"{name}.crt"),
-                str(self.directory / f"{name}.key"),
-            )
-        return self._made[request]
+        kind, pss = KEYS[key]
+        return self.maker.make(subject=subject, san=san, key=kind, digest=digest, pss=pss)
 
     def der(self, **kwargs: Any) -> bytes:
         return der_of(self.make(**kwargs)[0])
 
 
-def der_of(cert_file: str) -> bytes:
-    with open(cert_file) as f:
-        return ssl.PEM_cert_to_DER_cert(f.read())
-
-
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    if OPENSSL is None:
-        pytest.skip("the openssl command is not installed")
-    return Certs(tmp_path_factory.mktemp("certs"))
+    return Certs(cert_maker(tmp_path_factory, "certs"))
 
 
 # -- a minimal driver of the protocol core over a socket the test opens -------------

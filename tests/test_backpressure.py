@@ -8,13 +8,11 @@ That is why these connections use ``sslmode=disable``: the bytes counted are the
 
 from __future__ import annotations
 
-import fcntl
-import struct
-import termios
 from typing import Any, Callable, Iterator, List
 
 import pytest
 from pgcluster import Server, wait_for
+from wirebytes import notification_size, unread_bytes
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import (
@@ -44,15 +42,6 @@ def connect(pg: Server) -> Iterator[Callable[..., PubSub]]:
         ps.close()
 
 
-def unread_bytes(ps: PubSub) -> int:
-    raw = fcntl.ioctl(ps.conn.fileno(), termios.FIONREAD, struct.pack("i", 0))
-    return int(struct.unpack("i", raw)[0])
-
-
-def notification_size(channel: str, payload: str) -> int:
-    return 1 + 4 + 4 + len(channel.encode()) + 1 + len(payload.encode()) + 1
-
-
 def send_burst(pg: Server, ps: PubSub, count: int, channel: str = CHANNEL) -> int:
     """psql sends payloads '1'..'count' in one transaction; returns once every byte of them
     waits unread in ``ps``'s socket.  The sender's pid."""
@@ -61,8 +50,9 @@ def send_burst(pg: Server, ps: PubSub, count: int, channel: str = CHANNEL) -> in
         "SELECT pg_backend_pid(); COMMIT;"
     )
     expected = sum(notification_size(channel, str(i)) for i in range(1, count + 1))
-    wait_for(lambda: unread_bytes(ps) >= expected, TIMEOUT, message=f"{expected} bytes")
-    assert unread_bytes(ps) == expected
+    fd = ps.conn.fileno()
+    wait_for(lambda: unread_bytes(fd) >= expected, TIMEOUT, message=f"{expected} bytes")
+    assert unread_bytes(fd) == expected
     return int(out.split()[-1])
 
 

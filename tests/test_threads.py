@@ -4,14 +4,11 @@ usable."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
-import termios
 import textwrap
 import threading
 import time
@@ -21,6 +18,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 import pytest
 from faultproxy import FaultProxy
 from pgcluster import LineReader, Server, wait_for
+from wirebytes import notification_size, unread_bytes
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import InterfaceError, Notify, OperationalError, PubSub, ReconnectPolicy
@@ -56,16 +54,6 @@ def backend_gone(pg: Server, pid: int) -> Callable[[], bool]:
         return pg.psql(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}") == "0\n"
 
     return gone
-
-
-def unread_bytes(ps: PubSub) -> int:
-    """Bytes received by the kernel and not yet read by the client."""
-    raw = fcntl.ioctl(ps.conn.fileno(), termios.FIONREAD, struct.pack("i", 0))
-    return int(struct.unpack("i", raw)[0])
-
-
-def notification_size(channel: str, payload: str) -> int:
-    return 1 + 4 + 4 + len(channel.encode()) + 1 + len(payload.encode()) + 1
 
 
 class Runner:
@@ -303,8 +291,8 @@ def test_ctrl_c_right_after_a_read_loses_nothing(
     )
     sender = int(out.split()[-1])
     expected = sum(notification_size(c, p) for c, p in pairs)
-    wait_for(lambda: unread_bytes(pubsub) >= expected, TIMEOUT, message="the notifications")
     fd = pubsub.conn.fileno()
+    wait_for(lambda: unread_bytes(fd) >= expected, TIMEOUT, message="the notifications")
     main = threading.main_thread().ident
     assert main is not None
 

@@ -1,5 +1,6 @@
 """Bytes of backend messages, built by hand for tests that feed the client scripted server
-input (test_decoder, test_machine).
+input (test_decoder, test_machine), and counted for tests that wait until a real server's
+notifications sit unread in a socket (test_threads, test_backpressure).
 
 Integers are big-endian and signed, as the protocol sends them; strings are UTF-8 and
 NUL-terminated.
@@ -7,7 +8,9 @@ NUL-terminated.
 
 from __future__ import annotations
 
+import fcntl
 import struct
+import termios
 from typing import Dict
 
 
@@ -36,3 +39,14 @@ def fields(items: Dict[str, str]) -> bytes:
 def notify(pid: int, channel: str, payload: str = "") -> bytes:
     """A NotificationResponse."""
     return msg(b"A", i32(pid) + cstr(channel) + cstr(payload))
+
+
+def notification_size(channel: str, payload: str) -> int:
+    """Bytes of the NotificationResponse that carries ``payload`` on ``channel``."""
+    return len(notify(0, channel, payload))
+
+
+def unread_bytes(fileno: int) -> int:
+    """Bytes the kernel has received on the socket ``fileno`` and nobody has read yet."""
+    raw = fcntl.ioctl(fileno, termios.FIONREAD, struct.pack("i", 0))
+    return int(struct.unpack("i", raw)[0])

@@ -92,7 +92,8 @@ class Connection:
                     "can no longer be trusted; reconnect"))
             raise
         finally:
-            transport.release_interrupts()  # in case an interrupt skipped take_in's own
+            if transport.held is not None:  # an interrupt skipped take_in's own release
+                transport.release_interrupts()
             self._give_back(claim)
             if self._close_requested and self.closed != 1:
                 self._finish_close()

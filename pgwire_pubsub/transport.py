@@ -109,7 +109,8 @@ class Transport:
         # the caller's own cleanup, or the next take_in, puts it back.
         masking = self._can_mask()
         if masking:
-            self.release_interrupts()
+            if self.held is not None:
+                self.release_interrupts()
             saved = _sigmask(signal.SIG_BLOCK, ())
         try:
             if masking:

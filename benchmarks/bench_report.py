@@ -32,23 +32,19 @@ class Metric:
     digits: int = 3  # significant digits
 
 
+PER_NOTIFICATION = [
+    Metric("rate", "notifications/s", True),
+    Metric("cpu_us", f"CPU {US} / notification", False),
+]
+
 METRICS: Dict[str, List[Metric]] = {
     "connect": [
         Metric("rate", "connections/s", True),
         Metric("cpu_us", f"CPU {US} / connection", False),
     ],
-    "notify": [
-        Metric("rate", "notifications/s", True),
-        Metric("cpu_us", f"CPU {US} / notification", False),
-    ],
-    "notify_many": [
-        Metric("rate", "notifications/s", True),
-        Metric("cpu_us", f"CPU {US} / notification", False),
-    ],
-    "receive_burst": [
-        Metric("rate", "notifications/s", True),
-        Metric("cpu_us", f"CPU {US} / notification", False),
-    ],
+    "notify": PER_NOTIFICATION,
+    "notify_many": PER_NOTIFICATION,
+    "receive_burst": PER_NOTIFICATION,
     "pingpong": [
         Metric("median_us", f"median {US}", False),
         Metric("p99_us", f"p99 {US}", False),

@@ -13,14 +13,15 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from .connector import open_session
 from .conninfo import ConnParams, make_params
 from .errors import InterfaceError, NotSupportedError, OperationalError
-from .events import Bound, QueueItem
+from .events import Bound
 from .protocol import flows
 from .protocol.machine import State
+from .protocol.pending import Pending
 from .transport import Transport, Woken, socket_error
 
 T = TypeVar("T")
@@ -193,7 +194,7 @@ class Connection:
     def bound(self, bound: Optional[Bound]) -> None:
         self._proto.bound = bound
 
-    def adopt_queue(self, queue: Deque[QueueItem], bound: Optional[Bound]) -> None:
+    def adopt_queue(self, queue: Pending, bound: Optional[Bound]) -> None:
         """Deliver into ``queue`` from now on (after what this connection already holds)."""
         queue.extend(self._proto.notifications)
         self._proto.notifications = queue
@@ -223,7 +224,7 @@ class Connection:
         return 0.0 if transport is None else time.monotonic() - transport.last_activity
 
     @property
-    def notifications(self) -> Deque[QueueItem]:
+    def notifications(self) -> Pending:
         """Notifications received and not yet taken, oldest first (and any gap markers)."""
         return self._proto.notifications
 

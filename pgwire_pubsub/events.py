@@ -6,10 +6,13 @@ Markers appear only with options that ask for them (``reconnect``,
 
 from __future__ import annotations
 
-from typing import Deque, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, NamedTuple, Optional, Union
 
 from .errors import Error
 from .protocol.messages import Notify
+
+if TYPE_CHECKING:
+    from .protocol.pending import Pending
 
 
 class Reconnected(NamedTuple):
@@ -64,7 +67,7 @@ class Bound:
     def marker_added(self) -> None:
         self.markers += 1
 
-    def enforce(self, queue: Deque[QueueItem]) -> None:
+    def enforce(self, queue: Pending) -> None:
         excess = len(queue) - self.markers - self.max_pending
         if excess <= 0:
             return
@@ -73,7 +76,7 @@ class Bound:
         else:
             self._drop_oldest(queue, excess)
 
-    def _drop_newest(self, queue: Deque[QueueItem], excess: int) -> None:
+    def _drop_newest(self, queue: Pending, excess: int) -> None:
         lost = 0
         kept_markers = []
         while queue and (lost < excess or isinstance(queue[-1], _Overflowed)):
@@ -89,7 +92,7 @@ class Bound:
         queue.append(_Overflowed(lost))
         self.markers += 1
 
-    def _drop_oldest(self, queue: Deque[QueueItem], excess: int) -> None:
+    def _drop_oldest(self, queue: Pending, excess: int) -> None:
         dropped = 0
         kept_markers = []
         while queue and (excess > 0 or type(queue[0]) is Dropped):

@@ -6,14 +6,14 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from typing import Any, Deque, Iterable, Iterator, List, Optional, Set, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 from .channels import check_channel, check_payload, notify_statement, quote_ident, text_array
 from .client import Connection, connect_raw
 from .conninfo import make_params
 from .errors import DatabaseError, InterfaceError, OperationalError
-from .events import Bound, Event, QueueItem, Reconnected, _Overflowed, check_bound_options
-from .protocol.messages import Notify
+from .events import Bound, Event, Reconnected, _Overflowed, check_bound_options
+from .protocol.pending import Pending
 from .reconnect import ReconnectPolicy
 
 __all__ = ["PubSub", "connect", "quote_ident"]
@@ -62,7 +62,7 @@ class PubSub:
         self.health_check_timeout = health_check_timeout
         self.health_check_channels = health_check_channels
         self._bound = Bound(max_pending, overflow) if max_pending is not None else None
-        self._queue: Deque[QueueItem] = conn.notifications
+        self._queue: Pending = conn.notifications
         conn.bound = self._bound
         self._gave_up: Optional[OperationalError] = None
         self._stop = threading.Event()
@@ -175,11 +175,9 @@ class PubSub:
                 conn.execute("UNLISTEN " + quote_ident(channel))
 
     def _take_private(self, channel: str, token: str) -> bool:
-        for index, item in enumerate(self._queue):
-            if type(item) is Notify and item.channel == channel and item.payload == token:
-                del self._queue[index]
-                return True
-        return False
+        return self._queue.take_first(
+            lambda item: item.channel == channel and item.payload == token
+        )
 
     # -- receiving -------------------------------------------------------
 
@@ -197,8 +195,7 @@ class PubSub:
             self._wait(select_timeout)
         queue = self._queue
         if self._bound is None:  # no overflow markers: hand over the whole queue at once
-            events: List[Event] = list(queue)  # type: ignore[arg-type]
-            queue.clear()
+            events: List[Event] = queue.take_all()  # type: ignore[assignment]
             return events or None
         events = []
         while queue:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import random
 import struct
-from collections import deque
-from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from pgwire_pubsub import Dropped, Notify, PendingOverflow, Reconnected, ReconnectPolicy
 from pgwire_pubsub.events import Bound, QueueItem, _Overflowed
 from pgwire_pubsub.protocol.machine import Protocol, State
+from pgwire_pubsub.protocol.pending import Pending
 
 # -- helpers ---------------------------------------------------------------------
 
@@ -24,8 +24,8 @@ def notifies(start: int, stop: int) -> List[Notify]:
     return [Notify(1, "c", str(n)) for n in range(start, stop)]
 
 
-def queue_of(*items: Iterable[QueueItem]) -> Deque[QueueItem]:
-    out: Deque[QueueItem] = deque()
+def queue_of(*items: Iterable[QueueItem]) -> Pending:
+    out = Pending()
     for part in items:
         out.extend(part)
     return out
@@ -73,7 +73,7 @@ def split(data: bytes, cuts: Iterable[int]) -> List[bytes]:
     return pieces
 
 
-def take_all(bound: Bound, queue: Deque[QueueItem]) -> List[object]:
+def take_all(bound: Bound, queue: Pending) -> List[object]:
     """Drain ``queue`` as PubSub does: events, and PendingOverflow exceptions in place."""
     out: List[object] = []
     while queue:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
-from typing import Deque, Generator, List, Optional, Sequence, TypeVar, cast
+from typing import Generator, List, Optional, Sequence, TypeVar, cast
 
 import pytest
 from wirebytes import cstr, fields, i16, i32, msg, notify
@@ -188,10 +188,10 @@ def state_of(proto: Protocol) -> State:
     return proto.state
 
 
-def queued(proto: Protocol) -> Deque[m.Notify]:
+def queued(proto: Protocol) -> List[m.Notify]:
     """``proto.notifications``, typed as what a bare machine queues: it has no bound,
     so no markers (those come with a PubSub's options)."""
-    return cast("Deque[m.Notify]", proto.notifications)
+    return cast("List[m.Notify]", list(proto.notifications))
 
 
 # == the state machine ===========================================================

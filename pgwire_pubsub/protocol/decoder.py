@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from struct import Struct, unpack_from
 from struct import error as StructError
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import ProtocolViolation
 from . import messages as m
+from .pending import Pending
 
 # libpq's rule: only these message types may be long; any other over 30000
 # bytes means the stream is corrupt (or not PostgreSQL at all).
@@ -243,13 +244,13 @@ class Decoder:
         """Bytes held that do not yet form a whole message."""
         return len(self._tail)
 
-    def feed(
-        self, data: bytes, on_notify: Optional[Callable[[m.Notify], object]] = None
-    ) -> List[m.BackendMessage]:
+    def feed(self, data: bytes, pending: Optional[Pending] = None) -> List[m.BackendMessage]:
         """Every message completed by ``data``, in order.
 
-        With ``on_notify``, notifications are handed to it instead (the
-        receive hot path: no intermediate list, no per-message dispatch).
+        With ``pending``, notifications go into it instead, compactly: a run of
+        notifications from one sender on one channel is kept as one ``Notify``
+        and a list of the payloads after it (the receive hot path: no intermediate
+        list, no per-message dispatch, no tuple per notification of a run).
         """
         if self._error is not None:
             raise self._error
@@ -262,12 +263,15 @@ class Decoder:
         else:
             buf = data if type(data) is bytes else bytes(data)
         out: List[m.BackendMessage] = []
-        sink = out.append if on_notify is None else on_notify
+        add: Callable[[Any], None] = out.append if pending is None else pending.items.append
+        runs: List[List[str]] = []
+        run_add: Optional[Callable[[str], None]] = None
         pos = 0
         size = len(buf)
         need = 0
         make = tuple.__new__
         rfind = buf.rfind
+        known_source = self._sources.get
         notify = m.Notify
         length_at = _INT32
         last_source = b""
@@ -286,10 +290,21 @@ class Decoder:
                     if buf[end - 1] or nul < 0:
                         raise _Malformed("notification strings are not NUL-terminated")
                     source = buf[pos + 5 : nul]  # the sender's pid and the channel
+                    payload = buf[nul + 1 : end - 1].decode()
                     if source != last_source:
-                        pid, channel = self._sources.get(source) or self._new_source(source)
+                        pid, channel = known_source(source) or self._new_source(source)
                         last_source = source
-                    sink(make(notify, (pid, channel, buf[nul + 1 : end - 1].decode())))
+                        add(make(notify, (pid, channel, payload)))
+                        run_add = None
+                    elif run_add is not None:
+                        run_add(payload)
+                    elif pending is None:
+                        add(make(notify, (pid, channel, payload)))
+                    else:
+                        run = [payload]  # the same sender again: a run of payloads begins
+                        add(run)
+                        runs.append(run)
+                        run_add = run.append
                     pos = end
                 if pos >= size:
                     break
@@ -324,7 +339,8 @@ class Decoder:
                 # A separate body, so no field read can run into the next message.
                 message = _PARSERS[kind](buf[pos + 5 : end], 0, length - 4)
                 if kind == 65:
-                    sink(message)  # type: ignore[arg-type]
+                    add(message)
+                    last_source, run_add = b"", None  # no run may continue past it
                 else:
                     out.append(message)
                 pos = end
@@ -336,6 +352,9 @@ class Decoder:
             if not out:
                 raise self._error from exc
             return out
+        finally:
+            if runs and pending is not None:
+                pending.extra += sum(map(len, runs)) - len(runs)
         self._tail = bytearray(buf[pos:]) if pos < size else bytearray()
         self._need = need
         return out

@@ -22,10 +22,11 @@ from ..errors import (
     ProtocolViolation,
     error_from_fields,
 )
-from ..events import Bound, QueueItem
+from ..events import Bound
 from . import frontend
 from . import messages as m
 from .decoder import Decoder
+from .pending import Pending
 
 logger = logging.getLogger("pgwire_pubsub")
 
@@ -104,7 +105,7 @@ class Protocol:
         self._inbox: Deque[m.BackendMessage] = deque()
         # Notifications (and gap markers) waiting to be taken; may be shared
         # across connections so that a stream survives a reconnection.
-        self.notifications: Deque[QueueItem] = deque()
+        self.notifications = Pending()
         self.bound: Optional[Bound] = None
         self.notices: List[str] = []
         self.parameters: Dict[str, str] = {}
@@ -167,7 +168,7 @@ class Protocol:
             )
         queue = self.notifications
         try:
-            received = self._decoder.feed(data, queue.append)
+            received = self._decoder.feed(data, queue)
         except ProtocolViolation:
             self.state = State.CLOSED
             raise

@@ -8,6 +8,7 @@ renders the Markdown and the chart again from a saved JSON.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -403,14 +404,20 @@ class Report:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.exit("usage: python benchmarks/bench_report.py RESULTS.json")
-    with open(args[0]) as f:
-        data = json.load(f)
+    parser = argparse.ArgumentParser(
+        description="Write the Markdown tables and the chart of a benchmark run again, "
+        "beside its JSON (RESULTS.md, RESULTS.png)."
+    )
+    parser.add_argument("results", metavar="RESULTS.json", help="what benchmarks/run.py wrote")
+    path = parser.parse_args(argv).results
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        sys.exit(f"cannot read {path}: {exc}")
     workloads = [w for w in METRICS if any(w in r for r in data["raw"].values())]
     report = Report(data["meta"], data["peers"], data["raw"], workloads)
-    base = os.path.splitext(args[0])[0]
+    base = os.path.splitext(path)[0]
     with open(base + ".md", "w") as f:
         f.write(report.markdown())
     chart = report.chart(base + ".png")

@@ -24,6 +24,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import bench_library  # noqa: E402
+import bench_report  # noqa: E402
 import bench_workloads  # noqa: E402
 
 TINY: Dict[str, Dict[str, Any]] = {
@@ -106,8 +107,19 @@ def test_suite_command(pg: Server, tmp_path: Path) -> None:
     assert saved["meta"]["postgresql"]
     markdown = (tmp_path / "smoke.md").read_text()
     assert "## Targets" in markdown and "notify_many" in markdown
+    (tmp_path / "smoke.md").unlink()
+    bench_report.main([str(tmp_path / "smoke.json")])
+    assert (tmp_path / "smoke.md").read_text() == markdown
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         return
     assert os.path.getsize(tmp_path / "smoke.png") > 1000
+
+
+def test_report_command_explains_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        bench_report.main(["--help"])
+    assert done.value.code == 0 and "RESULTS.json" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"cannot read .*missing\.json"):
+        bench_report.main([str(tmp_path / "missing.json")])

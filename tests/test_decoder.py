@@ -4,12 +4,12 @@ trailing bytes; malformed input; and properties over random chunkings and bytes.
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple, cast, get_args
+from typing import Dict, List, Sequence, Tuple, cast, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wirebytes import cstr, fields, i16, i32, msg, notify
+from wirebytes import auth, column, cstr, data_row, fields, i16, i32, msg, notify, ready
 
 from pgwire_pubsub.errors import ProtocolViolation
 from pgwire_pubsub.protocol import messages as m
@@ -20,26 +20,6 @@ from pgwire_pubsub.protocol.decoder import MAX_SHORT_MESSAGE, Decoder
 
 def header(kind: bytes, length: int) -> bytes:
     return kind + i32(length)
-
-
-def auth(code: int, rest: bytes = b"") -> bytes:
-    return msg(b"R", i32(code) + rest)
-
-
-def column(name: str) -> bytes:
-    # table oid, column number, type oid, type size, type modifier, format code
-    return cstr(name) + i32(0) + i16(0) + i32(25) + i16(-1) + i32(-1) + i16(0)
-
-
-def data_row(values: Sequence[Optional[bytes]]) -> bytes:
-    body = i16(len(values))
-    for value in values:
-        body += i32(-1) if value is None else i32(len(value)) + value
-    return msg(b"D", body)
-
-
-def ready(status: bytes = b"I") -> bytes:
-    return msg(b"Z", status)
 
 
 # -- feeding helpers -----------------------------------------------------------
@@ -121,18 +101,18 @@ VECTORS = [
         msg(b"K", i32(4242) + i32(-559038737)),
         m.BackendKeyData(4242, -559038737),
     ),
-    ("ready-idle", ready(b"I"), m.ReadyForQuery("I")),
-    ("ready-transaction", ready(b"T"), m.ReadyForQuery("T")),
-    ("ready-failed", ready(b"E"), m.ReadyForQuery("E")),
+    ("ready-idle", ready("I"), m.ReadyForQuery("I")),
+    ("ready-transaction", ready("T"), m.ReadyForQuery("T")),
+    ("ready-failed", ready("E"), m.ReadyForQuery("E")),
     (
         "row-description",
         msg(b"T", i16(2) + column("pid") + column("channel")),
         m.RowDescription(("pid", "channel")),
     ),
     ("row-description-empty", msg(b"T", i16(0)), m.RowDescription(())),
-    ("data-row", data_row([b"1", b"two"]), m.DataRow((b"1", b"two"))),
-    ("data-row-null", data_row([None, b"", b"\xff\x00"]), m.DataRow((None, b"", b"\xff\x00"))),
-    ("data-row-empty", data_row([]), m.DataRow(())),
+    ("data-row", data_row(b"1", b"two"), m.DataRow((b"1", b"two"))),
+    ("data-row-null", data_row(None, b"", b"\xff\x00"), m.DataRow((None, b"", b"\xff\x00"))),
+    ("data-row-empty", data_row(), m.DataRow(())),
     ("command-complete", msg(b"C", cstr("SELECT 1")), m.CommandComplete("SELECT 1")),
     ("command-complete-listen", msg(b"C", cstr("LISTEN")), m.CommandComplete("LISTEN")),
     ("empty-query", msg(b"I"), m.EmptyQueryResponse()),
@@ -239,7 +219,7 @@ def test_notify_repr_is_psycopg2s() -> None:
 
 def test_long_data_row_over_the_short_limit() -> None:
     value = b"x" * (MAX_SHORT_MESSAGE + 1000)
-    assert feed_whole(data_row([value])) == [m.DataRow((value,))]
+    assert feed_whole(data_row(value)) == [m.DataRow((value,))]
 
 
 # -- malformed input -----------------------------------------------------------
@@ -291,9 +271,9 @@ MALFORMED = [
     ("short-md5-salt", auth(5, b"\1\2\3")),
     ("short-backend-key-data", msg(b"K", i32(1) + b"\0\0\0")),
     ("empty-ready", msg(b"Z")),
-    ("bad-ready-status", ready(b"X")),
-    ("bad-ready-status-lowercase", ready(b"i")),
-    ("bad-ready-status-nul", ready(b"\0")),
+    ("bad-ready-status", ready("X")),
+    ("bad-ready-status-lowercase", ready("i")),
+    ("bad-ready-status-nul", ready("\0")),
     ("empty-data-row", msg(b"D")),
     ("data-row-overrun", msg(b"D", i16(1) + i32(10) + b"abc")),
     ("data-row-overrun-count", msg(b"D", i16(2) + i32(1) + b"a")),
@@ -477,13 +457,13 @@ def backend_messages(draw: st.DrawFn) -> Pair:
         return msg(b"S", cstr(name) + cstr(value)), m.ParameterStatus(name, value)
     if kind == "Z":
         status = draw(st.sampled_from("ITE"))
-        return ready(status.encode()), m.ReadyForQuery(status)
+        return ready(status), m.ReadyForQuery(status)
     if kind == "C":
         tag = draw(nul_free_text)
         return msg(b"C", cstr(tag)), m.CommandComplete(tag)
     if kind == "D":
         values = draw(st.lists(st.none() | st.binary(max_size=12), max_size=5))
-        return data_row(values), m.DataRow(tuple(values))
+        return data_row(*values), m.DataRow(tuple(values))
     if kind in "EN":
         items = draw(st.dictionaries(field_codes, nul_free_text, max_size=5))
         cls = m.ErrorResponse if kind == "E" else m.NoticeResponse
@@ -592,7 +572,7 @@ def test_small_routine_replies_are_parsed_once_and_shared() -> None:
 def test_a_malformed_small_reply_is_refused_every_time() -> None:
     for _ in range(2):
         with pytest.raises(ProtocolViolation, match="transaction status"):
-            Decoder().feed(ready(b"X"))
+            Decoder().feed(ready("X"))
 
 
 def notifies(messages: List[m.BackendMessage]) -> List[m.Notify]:

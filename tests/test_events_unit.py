@@ -4,12 +4,12 @@ bound: all without a server."""
 from __future__ import annotations
 
 import random
-import struct
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wirebytes import auth_ok, backend_key, notify, ready
 
 from pgwire_pubsub import Dropped, Notify, PendingOverflow, Reconnected, ReconnectPolicy
 from pgwire_pubsub.events import Bound, QueueItem, _Overflowed
@@ -38,21 +38,10 @@ def only_notifies(queue: Iterable[object]) -> List[Notify]:
 RECONNECTED = Reconnected(0.25, 4321, 2)
 
 
-def msg(kind: bytes, body: bytes = b"") -> bytes:
-    return kind + struct.pack("!i", len(body) + 4) + body
-
-
-def notification_bytes(seq: int, channel: str = "c") -> bytes:
-    body = struct.pack("!i", 1) + channel.encode() + b"\0" + str(seq).encode() + b"\0"
-    return msg(b"A", body)
-
-
 def ready_protocol(bound: Optional[Bound]) -> Protocol:
     proto = Protocol()
     proto.start({"user": "u", "database": "d"})
-    proto.receive_data(
-        msg(b"R", struct.pack("!i", 0)) + msg(b"K", struct.pack("!ii", 77, 88)) + msg(b"Z", b"I")
-    )
+    proto.receive_data(auth_ok() + backend_key(77, 88) + ready())
     while proto.next_message() is not None:
         pass
     assert proto.state is State.READY
@@ -343,7 +332,8 @@ def test_policy_edge_values_are_accepted() -> None:
 
 
 def burst(count: int, start: int = 1) -> bytes:
-    return b"".join(notification_bytes(n) for n in range(start, start + count))
+    """The NotificationResponses of ``notifies(start, start + count)``."""
+    return b"".join(notify(1, "c", str(n)) for n in range(start, start + count))
 
 
 @pytest.mark.parametrize("chunking", ["whole", "halves", "bytewise", "per-message"])
@@ -355,7 +345,7 @@ def test_protocol_raise_keeps_the_first_and_records_the_rest(chunking: str) -> N
         "whole": [data],
         "halves": split(data, [len(data) // 2 + 3]),
         "bytewise": [data[i : i + 1] for i in range(len(data))],
-        "per-message": [notification_bytes(n) for n in range(1, 251)],
+        "per-message": [notify(1, "c", str(n)) for n in range(1, 251)],
     }[chunking]
     for piece in pieces:
         proto.receive_data(piece)

@@ -16,6 +16,22 @@ from typing import Any, Callable, Dict, List, Tuple
 import pytest
 from fakeserver import SSL_REQUEST, FakeConn, FakeServer, split_messages
 from scramp import ScramMechanism
+from wirebytes import (
+    auth,
+    auth_ok,
+    auth_sasl,
+    backend_key,
+    command_complete,
+    cstr,
+    data_row,
+    error_response,
+    i32,
+    msg,
+    notify,
+    parameter_status,
+    ready,
+    row_description,
+)
 
 import pgwire_pubsub
 from pgwire_pubsub import Connection, Notify, OperationalError, ProtocolViolation, PubSub
@@ -29,59 +45,6 @@ SCRAM_PASSWORD = "correct horse battery staple"
 
 
 # -- backend messages -------------------------------------------------------------
-
-
-def message(kind: bytes, body: bytes = b"") -> bytes:
-    return kind + struct.pack("!i", len(body) + 4) + body
-
-
-def cstring(text: str) -> bytes:
-    return text.encode("utf-8") + b"\0"
-
-
-def authentication(code: int, data: bytes = b"") -> bytes:
-    return message(b"R", struct.pack("!i", code) + data)
-
-
-AUTH_OK = authentication(0)
-
-
-def parameter_status(name: str, value: str) -> bytes:
-    return message(b"S", cstring(name) + cstring(value))
-
-
-def backend_key(pid: int = 4242, key: int = 1234) -> bytes:
-    return message(b"K", struct.pack("!ii", pid, key))
-
-
-def ready(status: bytes = b"I") -> bytes:
-    return message(b"Z", status)
-
-
-def command_complete(tag: str) -> bytes:
-    return message(b"C", cstring(tag))
-
-
-def row_description(*names: str) -> bytes:
-    body = struct.pack("!h", len(names))
-    for name in names:
-        body += cstring(name) + struct.pack("!ihihih", 0, 0, 25, -1, -1, 0)
-    return message(b"T", body)
-
-
-def data_row(*values: bytes) -> bytes:
-    body = struct.pack("!h", len(values))
-    for value in values:
-        body += struct.pack("!i", len(value)) + value
-    return message(b"D", body)
-
-
-def notification(pid: int, channel: bytes, payload: bytes) -> bytes:
-    return message(b"A", struct.pack("!i", pid) + channel + b"\0" + payload + b"\0")
-
-
-def error_response(fields: Dict[str, str], kind: bytes = b"E") -> bytes:
-    return message(kind, b"".join(code.encode() + cstring(v) for code, v in fields.items()) + b"\0")
 
 
 def after_auth(pid: int = 4242) -> bytes:
@@ -136,7 +99,7 @@ class ScramServer:
 
     def __call__(self, conn: FakeConn) -> None:
         conn.read_startup()
-        conn.send(authentication(10, cstring("SCRAM-SHA-256") + b"\0"))
+        conn.send(auth_sasl("SCRAM-SHA-256"))
         kind, body = conn.read_message()
         assert kind == b"p"
         mechanism, rest = body.split(b"\0", 1)
@@ -144,20 +107,20 @@ class ScramServer:
         (size,) = struct.unpack("!i", rest[:4])
         self.server.set_client_first(rest[4 : 4 + size].decode())
         if self.finish == "ok-after-sasl":
-            conn.send(AUTH_OK + after_auth())
+            conn.send(auth_ok() + after_auth())
         else:
-            conn.send(authentication(11, self.server.get_server_first().encode()))
+            conn.send(auth(11, self.server.get_server_first().encode()))
             kind, body = conn.read_message()
             assert kind == b"p"
             self.server.set_client_final(body.decode())  # raises on a wrong client proof
             self.client_proof_checked = True
             final = self.server.get_server_final().encode()
             if self.finish == "real":
-                conn.send(authentication(12, final) + AUTH_OK + after_auth())
+                conn.send(auth(12, final) + auth_ok() + after_auth())
             elif self.finish == "forged":
-                conn.send(authentication(12, forge_signature(final)) + AUTH_OK + after_auth())
+                conn.send(auth(12, forge_signature(final)) + auth_ok() + after_auth())
             elif self.finish == "ok-after-continue":
-                conn.send(AUTH_OK + after_auth())
+                conn.send(auth_ok() + after_auth())
             else:
                 raise AssertionError(self.finish)
         self.after = split_messages(conn.read_until_eof())
@@ -232,7 +195,7 @@ def test_scram_with_a_wrong_password_is_refused_by_the_server() -> None:
 def test_sasl_without_scram_sha_256_names_the_mechanisms() -> None:
     def script(conn: FakeConn) -> None:
         conn.read_startup()
-        conn.send(authentication(10, cstring("SCRAM-SHA-256-PLUS") + b"\0"))
+        conn.send(auth_sasl("SCRAM-SHA-256-PLUS"))
         conn.read_until_eof()
 
     with FakeServer(script) as srv:
@@ -256,7 +219,7 @@ def test_cve_2021_23222_bytes_after_ssl_accept_are_refused(sslmode: str) -> None
             return
         length, code = struct.unpack("!ii", conn.recv_exact(8))
         assert (length, code) == (8, SSL_REQUEST)
-        conn.send(b"S" + AUTH_OK + after_auth())
+        conn.send(b"S" + auth_ok() + after_auth())
         sent_after.append(conn.read_until_eof())
 
     connections = 2 if sslmode == "allow" else 1
@@ -279,7 +242,7 @@ def test_unsupported_authentication_names_the_method(code: int, name: str) -> No
 
     def script(conn: FakeConn) -> None:
         conn.read_startup()
-        conn.send(authentication(code))
+        conn.send(auth(code))
         after.append(conn.read_until_eof())
 
     with FakeServer(script) as srv:
@@ -318,16 +281,16 @@ class Script:
 @pytest.mark.parametrize(
     "reply, match",
     [
-        pytest.param(message(b"@"), "unknown message type", id="unknown-type"),
-        pytest.param(b"C" + struct.pack("!i", 3), "below the minimum", id="length-3"),
-        pytest.param(b"C" + struct.pack("!i", 0), "below the minimum", id="length-0"),
-        pytest.param(b"C" + struct.pack("!i", -5), "below the minimum", id="length-negative"),
-        pytest.param(b"A" + struct.pack("!i", 2**31 - 1), "exceeds", id="notify-2GB"),
-        pytest.param(b"D" + struct.pack("!i", 2**31 - 1), "exceeds", id="datarow-2GB"),
-        pytest.param(b"C" + struct.pack("!i", 1 << 20), "exceeds", id="short-type-1MB"),
-        pytest.param(ready(b"?"), "transaction status", id="bad-ready-status"),
-        pytest.param(message(b"C", b"SELECT 1"), "NUL", id="tag-without-nul"),
-        pytest.param(AUTH_OK + ready(), "AuthenticationOk", id="auth-after-startup"),
+        pytest.param(msg(b"@"), "unknown message type", id="unknown-type"),
+        pytest.param(b"C" + i32(3), "below the minimum", id="length-3"),
+        pytest.param(b"C" + i32(0), "below the minimum", id="length-0"),
+        pytest.param(b"C" + i32(-5), "below the minimum", id="length-negative"),
+        pytest.param(b"A" + i32(2**31 - 1), "exceeds", id="notify-2GB"),
+        pytest.param(b"D" + i32(2**31 - 1), "exceeds", id="datarow-2GB"),
+        pytest.param(b"C" + i32(1 << 20), "exceeds", id="short-type-1MB"),
+        pytest.param(ready("?"), "transaction status", id="bad-ready-status"),
+        pytest.param(msg(b"C", b"SELECT 1"), "NUL", id="tag-without-nul"),
+        pytest.param(auth_ok() + ready(), "AuthenticationOk", id="auth-after-startup"),
     ],
 )
 def test_malformed_reply_to_a_query(reply: bytes, match: str) -> None:
@@ -347,9 +310,9 @@ def test_malformed_reply_to_a_query(reply: bytes, match: str) -> None:
 @pytest.mark.parametrize(
     "reply, match",
     [
-        pytest.param(message(b"@"), "unknown message type", id="unknown-type"),
-        pytest.param(b"Z" + struct.pack("!i", 2), "below the minimum", id="length-2"),
-        pytest.param(b"A" + struct.pack("!i", 2**31 - 1), "exceeds", id="notify-2GB"),
+        pytest.param(msg(b"@"), "unknown message type", id="unknown-type"),
+        pytest.param(b"Z" + i32(2), "below the minimum", id="length-2"),
+        pytest.param(b"A" + i32(2**31 - 1), "exceeds", id="notify-2GB"),
         pytest.param(command_complete("SELECT 1"), "CommandComplete", id="unasked-command"),
     ],
 )
@@ -371,7 +334,7 @@ def test_malformed_message_while_idle(reply: bytes, match: str) -> None:
     ids=["channel", "payload", "surrogate"],
 )
 def test_notification_with_invalid_utf8(channel: bytes, payload: bytes) -> None:
-    script = Script(notification(7, channel, payload), expect_query=False)
+    script = Script(msg(b"A", i32(7) + channel + b"\0" + payload + b"\0"), expect_query=False)
     with FakeServer(script) as srv:
         conn = connect_to(srv)
         script.go.set()
@@ -381,8 +344,8 @@ def test_notification_with_invalid_utf8(channel: bytes, payload: bytes) -> None:
 
 
 def test_good_notifications_before_a_bad_message_are_delivered_first() -> None:
-    good = notification(7, b"chan", b"one") + notification(7, b"chan", b"two")
-    script = Script(good + notification(7, b"chan", b"\xff"), expect_query=False)
+    good = notify(7, "chan", "one") + notify(7, "chan", "two")
+    script = Script(good + msg(b"A", i32(7) + cstr("chan") + b"\xff\0"), expect_query=False)
     with FakeServer(script) as srv:
         pubsub = PubSub(connect_to(srv))
         script.go.set()
@@ -414,7 +377,7 @@ def test_truncated_frame_then_eof_is_a_protocol_violation(tail: bytes) -> None:
 def test_truncated_frame_then_eof_during_startup() -> None:
     def script(conn: FakeConn) -> None:
         conn.read_startup()
-        conn.send(AUTH_OK + parameter_status("server_version", "15.4")[:6])
+        conn.send(auth_ok() + parameter_status("server_version", "15.4")[:6])
 
     with FakeServer(script) as srv:
         fails_promptly(ProtocolViolation, lambda: connect_to(srv), match="inside a message")
@@ -476,7 +439,7 @@ def test_error_response_during_startup(fields: Dict[str, str], when: str) -> Non
 
     def script(conn: FakeConn) -> None:
         conn.read_startup()
-        prefix = b"" if when == "before-auth" else AUTH_OK + parameter_status("a", "b")
+        prefix = b"" if when == "before-auth" else auth_ok() + parameter_status("a", "b")
         conn.send(prefix + error_response(fields))
         after.append(conn.read_until_eof())
 
@@ -506,7 +469,7 @@ def test_eof_during_startup(stage: str) -> None:
             kind, body = conn.read_message()
             assert (kind, body) == (b"p", b"pw\0")
         elif stage == "after-auth-ok":
-            conn.send(AUTH_OK + parameter_status("server_version", "15.4") + backend_key())
+            conn.send(auth_ok() + parameter_status("server_version", "15.4") + backend_key())
 
     sslmode = "require" if stage == "after-ssl-request" else "disable"
     with FakeServer(script) as srv:
@@ -537,20 +500,20 @@ def test_notifications_during_startup_and_before_ready_for_query_are_kept(
 
     def script(conn: FakeConn) -> None:
         conn.read_startup()
-        send(conn, AUTH_OK,
-             notification(11, b"early", b"during start-up"),
+        send(conn, auth_ok(),
+             notify(11, "early", "during start-up"),
              parameter_status("server_version", "15.4"),
-             message(b"N", cstring("SNOTICE") + cstring("Mhello") + b"\0"),
+             msg(b"N", cstr("SNOTICE") + cstr("Mhello") + b"\0"),
              backend_key(4242),
-             notification(12, b"early", "before the first ready \u2603".encode()),
+             notify(12, "early", "before the first ready \u2603"),
              ready())
         assert conn.read_query() == 'LISTEN "chan"'
         send(conn, command_complete("LISTEN"),
-             notification(13, b"chan", b"in the LISTEN's reply"),
+             notify(13, "chan", "in the LISTEN's reply"),
              ready())
         assert conn.read_query() == "SELECT 1"
         send(conn, row_description("?column?"),
-             notification(14, b"chan", b"between rows"),
+             notify(14, "chan", "between rows"),
              data_row(b"1"),
              command_complete("SELECT 1"),
              ready())

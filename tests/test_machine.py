@@ -8,7 +8,26 @@ import struct
 from typing import Generator, List, Optional, Sequence, TypeVar, cast
 
 import pytest
-from wirebytes import cstr, fields, i16, i32, msg, notify
+from wirebytes import (
+    auth_cleartext,
+    auth_md5,
+    auth_ok,
+    auth_sasl,
+    backend_key,
+    command_complete,
+    cstr,
+    data_row,
+    error,
+    fields,
+    i16,
+    i32,
+    msg,
+    notice,
+    notify,
+    parameter_status,
+    ready,
+    row_description,
+)
 
 from pgwire_pubsub.auth import Authenticator
 from pgwire_pubsub.errors import (
@@ -24,64 +43,7 @@ from pgwire_pubsub.protocol import flows, frontend
 from pgwire_pubsub.protocol import messages as m
 from pgwire_pubsub.protocol.machine import MAX_NOTICES, Protocol, State
 
-# -- server message builders -----------------------------------------------------
-
-
-def auth_ok() -> bytes:
-    return msg(b"R", i32(0))
-
-
-def auth_cleartext() -> bytes:
-    return msg(b"R", i32(3))
-
-
-def auth_md5(salt: bytes) -> bytes:
-    return msg(b"R", i32(5) + salt)
-
-
-def auth_sasl(*mechanisms: str) -> bytes:
-    return msg(b"R", i32(10) + b"".join(cstr(name) for name in mechanisms) + b"\0")
-
-
-def param(name: str, value: str) -> bytes:
-    return msg(b"S", cstr(name) + cstr(value))
-
-
-def key_data(pid: int = 4242, key: int = 987654) -> bytes:
-    return msg(b"K", i32(pid) + i32(key))
-
-
-def ready(status: str = "I") -> bytes:
-    return msg(b"Z", status.encode())
-
-
-def row_description(*names: str) -> bytes:
-    columns = b"".join(cstr(name) + b"\0" * 18 for name in names)
-    return msg(b"T", i16(len(names)) + columns)
-
-
-def data_row(*values: Optional[str]) -> bytes:
-    body = i16(len(values))
-    for value in values:
-        if value is None:
-            body += i32(-1)
-        else:
-            data = value.encode("utf-8")
-            body += i32(len(data)) + data
-    return msg(b"D", body)
-
-
-def complete(tag: str) -> bytes:
-    return msg(b"C", cstr(tag))
-
-
-def error(code: str, message: str, severity: str = "ERROR") -> bytes:
-    return msg(b"E", fields({"S": severity, "V": severity, "C": code, "M": message}))
-
-
-def notice(message: str, severity: str = "NOTICE") -> bytes:
-    return msg(b"N", fields({"S": severity, "V": severity, "C": "00000", "M": message}))
-
+# -- server messages -------------------------------------------------------------
 
 PARSE_COMPLETE = msg(b"1")
 BIND_COMPLETE = msg(b"2")
@@ -112,7 +74,7 @@ def startup_protocol() -> Protocol:
 
 def ready_protocol() -> Protocol:
     proto = startup_protocol()
-    proto.receive_data(auth_ok() + key_data() + ready())
+    proto.receive_data(auth_ok() + backend_key() + ready())
     drain(proto)
     assert proto.state is State.READY
     return proto
@@ -209,10 +171,10 @@ class TestStartup:
         proto = startup_protocol()
         data = (
             auth_ok()
-            + param("server_version", "16.2")
-            + param("client_encoding", "UTF8")
-            + key_data(31337, -12345)
-            + param("TimeZone", "Europe/Paris")
+            + parameter_status("server_version", "16.2")
+            + parameter_status("client_encoding", "UTF8")
+            + backend_key(31337, -12345)
+            + parameter_status("TimeZone", "Europe/Paris")
             + ready("I")
         )
         chunks = [data[i : i + 1] for i in range(len(data))] if bytewise else [data]
@@ -287,7 +249,7 @@ class TestCommands:
     @pytest.mark.parametrize("status", ["I", "T", "E"])
     def test_ready_for_query_ends_the_command(self, status: str) -> None:
         proto = busy_protocol()
-        proto.receive_data(row_description("x") + data_row("1") + complete("SELECT 1"))
+        proto.receive_data(row_description("x") + data_row(b"1") + command_complete("SELECT 1"))
         assert proto.state is State.BUSY
         proto.receive_data(ready(status))
         assert state_of(proto) is State.READY
@@ -326,7 +288,12 @@ class TestCommands:
         assert proto.fatal_error is None
 
 
-ASYNC = notice("first") + notify(7, "alpha", "1") + param("TimeZone", "UTC") + notify(8, "beta")
+ASYNC = (
+    notice("first")
+    + notify(7, "alpha", "1")
+    + parameter_status("TimeZone", "UTC")
+    + notify(8, "beta")
+)
 
 
 class TestAsynchronousMessages:
@@ -352,7 +319,7 @@ class TestAsynchronousMessages:
 
     @pytest.mark.parametrize(
         "data",
-        [notify(1, "c"), notice("n"), param("a", "b")],
+        [notify(1, "c"), notice("n"), parameter_status("a", "b")],
         ids=["notify", "notice", "parameter-status"],
     )
     def test_refused_before_start(self, data: bytes) -> None:
@@ -366,10 +333,10 @@ class TestAsynchronousMessages:
         proto.receive_data(
             notify(1, "c", "a")
             + row_description("x")
-            + data_row("1")
+            + data_row(b"1")
             + notify(1, "c", "b")
-            + data_row("2")
-            + complete("SELECT 2")
+            + data_row(b"2")
+            + command_complete("SELECT 2")
             + notify(1, "c", "c")
             + ready()
         )
@@ -414,22 +381,22 @@ class TestAsynchronousMessages:
 
 
 UNEXPECTED = [
-    ("new", data_row("1")),
+    ("new", data_row(b"1")),
     ("new", ready()),
     ("new", auth_ok()),
-    ("startup", data_row("1")),
-    ("startup", complete("SELECT 1")),
+    ("startup", data_row(b"1")),
+    ("startup", command_complete("SELECT 1")),
     ("startup", row_description("x")),
     ("startup", PARSE_COMPLETE),
-    ("ready", data_row("1")),
+    ("ready", data_row(b"1")),
     ("ready", ready()),
-    ("ready", complete("SELECT 1")),
+    ("ready", command_complete("SELECT 1")),
     ("ready", auth_ok()),
-    ("ready", key_data()),
+    ("ready", backend_key()),
     ("ready", EMPTY_QUERY),
     ("busy", auth_ok()),
     ("busy", auth_md5(b"salt")),
-    ("busy", key_data()),
+    ("busy", backend_key()),
     ("busy", msg(b"v", i32(0) + i32(0))),
 ]
 
@@ -554,7 +521,11 @@ def md5_answer(user: str, password: str, salt: bytes) -> bytes:
 
 
 AFTER_AUTH = (
-    auth_ok() + param("server_version", "16.2") + key_data(555, 666) + notice("hi") + ready("I")
+    auth_ok()
+    + parameter_status("server_version", "16.2")
+    + backend_key(555, 666)
+    + notice("hi")
+    + ready("I")
 )
 
 
@@ -632,8 +603,8 @@ class TestStartupFlow:
     @pytest.mark.parametrize(
         "script",
         [
-            (auth_sasl("SCRAM-SHA-256"), key_data() + ready()),
-            (key_data() + ready(),),
+            (auth_sasl("SCRAM-SHA-256"), backend_key() + ready()),
+            (backend_key() + ready(),),
         ],
         ids=["scram-started", "no-authentication"],
     )
@@ -650,10 +621,10 @@ class TestQueryFlows:
         proto = ready_protocol()
         server = ScriptedServer(
             row_description("a", "b")
-            + data_row("1", "x")
-            + data_row(None, "\u00e9\U0001f600")
-            + data_row("", None)
-            + complete("SELECT 3")
+            + data_row(b"1", b"x")
+            + data_row(None, "\u00e9\U0001f600".encode())
+            + data_row(b"", None)
+            + command_complete("SELECT 3")
             + ready("T"),
             bytewise=bytewise,
         )
@@ -667,9 +638,9 @@ class TestQueryFlows:
     def test_simple_query_rows_of_every_result(self) -> None:
         proto = ready_protocol()
         server = ScriptedServer(
-            row_description("a") + data_row("1") + complete("SELECT 1")
-            + complete("LISTEN")
-            + row_description("b") + data_row("2") + complete("SELECT 1")
+            row_description("a") + data_row(b"1") + command_complete("SELECT 1")
+            + command_complete("LISTEN")
+            + row_description("b") + data_row(b"2") + command_complete("SELECT 1")
             + ready()
         )
         assert server.run(flows.simple_query(proto, "SELECT 1; LISTEN c; SELECT 2")) == [
@@ -695,13 +666,15 @@ class TestQueryFlows:
         assert info.value.sqlstate == "42601"
         assert state_of(proto) is State.READY
         # The connection is usable again.
-        server = ScriptedServer(row_description("x") + data_row("1") + complete("S") + ready())
+        server = ScriptedServer(
+            row_description("x") + data_row(b"1") + command_complete("S") + ready()
+        )
         assert server.run(flows.simple_query(proto, "SELECT 1")) == [("1",)]
 
     def test_error_after_some_rows(self) -> None:
         proto = ready_protocol()
         server = ScriptedServer(
-            row_description("x") + data_row("1") + error("22012", "division by zero"),
+            row_description("x") + data_row(b"1") + error("22012", "division by zero"),
             ready("E"),
         )
         with pytest.raises(DatabaseError) as info:
@@ -717,11 +690,11 @@ class TestQueryFlows:
         server = ScriptedServer(
             notify(10, "c", "0")
             + row_description("x")
-            + data_row("1")
+            + data_row(b"1")
             + notify(10, "c", "1")
-            + data_row("2")
+            + data_row(b"2")
             + notify(11, "d", "2")
-            + complete("SELECT 2")
+            + command_complete("SELECT 2")
             + notify(10, "c", "3"),
             notice("between") + notify(12, "c", "4") + ready(),
             bytewise=bytewise,
@@ -741,7 +714,7 @@ class TestQueryFlows:
         step = flows.simple_query(proto, "LISTEN c")
         step.send(None)
         assert step.send(None) is None
-        assert step.send(complete("LISTEN") + notify(1, "c", "x")) is None
+        assert step.send(command_complete("LISTEN") + notify(1, "c", "x")) is None
         with pytest.raises(StopIteration) as stop:
             step.send(ready())
         assert stop.value.value == []
@@ -749,7 +722,7 @@ class TestQueryFlows:
 
     def test_end_of_stream_during_a_query(self) -> None:
         proto = ready_protocol()
-        server = ScriptedServer(row_description("x") + data_row("1"))
+        server = ScriptedServer(row_description("x") + data_row(b"1"))
         with pytest.raises(OperationalError, match="server closed the connection"):
             server.run(flows.simple_query(proto, "SELECT 1"))
         assert proto.state is State.CLOSED
@@ -770,7 +743,9 @@ class TestQueryFlows:
     def test_invalid_utf8_in_a_row(self) -> None:
         proto = ready_protocol()
         bad_row = msg(b"D", i16(1) + i32(2) + b"\xff\xfe")
-        server = ScriptedServer(row_description("x") + bad_row + complete("SELECT 1") + ready())
+        server = ScriptedServer(
+            row_description("x") + bad_row + command_complete("SELECT 1") + ready()
+        )
         with pytest.raises(Error):
             server.run(flows.simple_query(proto, "SELECT x FROM t"))
         assert proto.state is State.READY
@@ -782,8 +757,8 @@ class TestQueryFlows:
         server = ScriptedServer(
             PARSE_COMPLETE
             + BIND_COMPLETE
-            + data_row("chan", None, "it's \u00e9")
-            + complete("SELECT 1")
+            + data_row(b"chan", None, "it's \u00e9".encode())
+            + command_complete("SELECT 1")
             + ready(),
             bytewise=bytewise,
         )

@@ -9,11 +9,24 @@ from typing import Dict, List, Sequence, Tuple, cast, get_args
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wirebytes import auth, column, cstr, data_row, fields, i16, i32, msg, notify, ready
+from wirebytes import (
+    auth,
+    column,
+    command_complete,
+    cstr,
+    data_row,
+    fields,
+    i16,
+    i32,
+    msg,
+    notify,
+    ready,
+)
 
 from pgwire_pubsub.errors import ProtocolViolation
 from pgwire_pubsub.protocol import messages as m
 from pgwire_pubsub.protocol.decoder import MAX_SHORT_MESSAGE, Decoder
+from pgwire_pubsub.protocol.pending import Pending
 
 # -- byte builders -------------------------------------------------------------
 
@@ -567,6 +580,25 @@ def test_small_routine_replies_are_parsed_once_and_shared() -> None:
     assert first == [m.ParseComplete(), m.BindComplete(), m.DataRow((b"",)),
                      m.CommandComplete("SELECT 1"), m.ReadyForQuery("I")]
     assert all(a is b for a, b in zip(first, second))
+
+
+def test_a_whole_small_reply_is_parsed_once_and_handed_out_as_a_new_list() -> None:
+    reply = command_complete("NOTIFY") + ready()
+    first, second = Decoder().feed(reply), Decoder().feed(reply)
+    assert first == second == [m.CommandComplete("NOTIFY"), m.ReadyForQuery("I")]
+    assert first is not second and all(a is b for a, b in zip(first, second))
+    first.clear()
+    assert Decoder().feed(reply) == second
+
+
+def test_a_small_reply_with_a_notification_delivers_it_every_time() -> None:
+    reply = notify(7, "c", "p") + ready()
+    pending = Pending()
+    decoder = Decoder()
+    for _ in range(3):
+        assert decoder.feed(reply, pending) == [m.ReadyForQuery("I")]
+        assert Decoder().feed(reply) == [m.Notify(7, "c", "p"), m.ReadyForQuery("I")]
+    assert list(pending) == [m.Notify(7, "c", "p")] * 3
 
 
 def test_a_malformed_small_reply_is_refused_every_time() -> None:

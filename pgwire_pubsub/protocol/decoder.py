@@ -220,6 +220,7 @@ _KNOWN_TYPES = frozenset(_PARSERS)
 _ROUTINE_KINDS = frozenset(b"ZCD123nIs")
 _SMALL = 40
 _ROUTINE: Dict[bytes, m.BackendMessage] = {}
+_ROUTINE_CHUNKS: Dict[bytes, Tuple[m.BackendMessage, ...]] = {}
 _ROUTINE_LIMIT = 256
 
 _CACHE_SIZE = 1024  # distinct (sender pid, channel) pairs remembered
@@ -255,6 +256,12 @@ class Decoder:
         if self._error is not None:
             raise self._error
         tail = self._tail
+        if not tail and len(data) <= _SMALL and type(data) is bytes:
+            # A command's whole reply (CommandComplete, ReadyForQuery...) repeats byte
+            # for byte, and its messages are immutable: parsed once, found by its bytes.
+            known = _ROUTINE_CHUNKS.get(data)
+            if known is not None:
+                return list(known)
         if tail:
             tail += data  # amortised append: a large message in small chunks stays linear
             if len(tail) < self._need:
@@ -269,6 +276,7 @@ class Decoder:
         pos = 0
         size = len(buf)
         need = 0
+        routine_bytes = 0  # bytes of routine replies: a chunk of nothing else is remembered
         make = tuple.__new__
         rfind = buf.rfind
         known_source = self._sources.get
@@ -334,6 +342,7 @@ class Decoder:
                         if len(_ROUTINE) < _ROUTINE_LIMIT:
                             _ROUTINE[raw] = message
                     out.append(message)
+                    routine_bytes += length + 1
                     pos = end
                     continue
                 # A separate body, so no field read can run into the next message.
@@ -355,7 +364,12 @@ class Decoder:
         finally:
             if runs and pending is not None:
                 pending.extra += sum(map(len, runs)) - len(runs)
-        self._tail = bytearray(buf[pos:]) if pos < size else bytearray()
+        if pos < size:
+            self._tail = bytearray(buf[pos:])
+        elif tail:
+            self._tail = bytearray()
+        elif routine_bytes == size <= _SMALL and len(_ROUTINE_CHUNKS) < _ROUTINE_LIMIT:
+            _ROUTINE_CHUNKS[buf] = tuple(out)  # routine replies only, nothing else
         self._need = need
         return out
 

@@ -177,6 +177,10 @@ class Protocol:
             kind = type(message)
             if kind in _ROUTINE_REPLIES and self.state is State.BUSY:
                 inbox.append(message)  # the common case, without the general rules
+            elif kind is m.ReadyForQuery and self.state is State.BUSY:
+                self.state = State.READY  # the command's end, as _dispatch would do it
+                self.transaction_status = message.status  # type: ignore[union-attr]
+                inbox.append(message)
             elif kind is m.NoticeResponse:
                 self._notice(message.fields)  # type: ignore[union-attr]
             elif kind is m.ParameterStatus:

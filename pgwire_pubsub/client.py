@@ -235,13 +235,13 @@ class Connection:
         connection is lost, raises only once every notification received
         before the loss has been taken.
         """
-        if self._proto.notifications:
+        if self._proto.notifications.items:
             return
         try:
             self._call(lambda transport: self._take_in(transport, timeout))
         except (OSError, OperationalError) as exc:
             error = self._fail(exc)
-            if not self._proto.notifications:
+            if not self._proto.notifications.items:
                 raise error from None
 
     def _take_in(self, transport: Transport, timeout: Optional[float]) -> None:

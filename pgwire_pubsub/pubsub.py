@@ -184,9 +184,9 @@ class PubSub:
     def get_event(self, select_timeout: Optional[float] = 0) -> Optional[Event]:
         """The next event, waiting up to ``select_timeout`` seconds (None: no limit)."""
         self._check_usable()
-        if not self._queue:
+        if not self._queue.items:  # the deque's truth test, in C: this runs per event
             self._wait(select_timeout)
-        return self._take() if self._queue else None
+        return self._take() if self._queue.items else None
 
     def get_events(self, select_timeout: Optional[float] = 0) -> Optional[List[Event]]:
         """Every event waiting (after up to ``select_timeout`` seconds), or None."""
@@ -219,7 +219,7 @@ class PubSub:
         while True:
             if self.conn.closed == 1:
                 return
-            while queue and self.conn.closed != 1:
+            while queue.items and self.conn.closed != 1:
                 yield self._take()
             try:
                 self._wait(select_timeout)
@@ -227,7 +227,7 @@ class PubSub:
                 if self.conn.closed == 1:
                     return
                 raise
-            if not queue and yield_timeouts:
+            if not queue.items and yield_timeouts:
                 yield None
 
     def _take(self) -> Optional[Event]:
@@ -247,7 +247,7 @@ class PubSub:
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             self._waited_read(left)
-            if self._queue or (deadline is not None and time.monotonic() >= deadline):
+            if self._queue.items or (deadline is not None and time.monotonic() >= deadline):
                 return
 
     def _waited_read(self, timeout: Optional[float]) -> None:

@@ -114,11 +114,8 @@ class PendingMachine(RuleBasedStateMachine):
         assert list(self.pending) == self.model
         assert len(self.pending) == len(self.model)
         assert bool(self.pending) == bool(self.model)
-        if self.model:
-            assert self.pending[0] == self.model[0]
-            assert self.pending[-1] == self.model[-1]
-            middle = len(self.model) // 2
-            assert self.pending[middle] == self.model[middle]
+        for index in range(-len(self.model), len(self.model)):
+            assert self.pending[index] == self.model[index]
 
 
 TestPendingMachine = PendingMachine.TestCase

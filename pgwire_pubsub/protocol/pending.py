@@ -61,14 +61,38 @@ class Pending:
             offset = 0
 
     def __getitem__(self, index: int) -> QueueItem:
+        size = len(self)
         if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
+            index += size
+        if not 0 <= index < size:
             raise IndexError("pending queue index out of range")
-        for position, item in enumerate(self):
-            if position == index:
-                return item
-        raise AssertionError("unreachable")  # pragma: no cover
+        at, within = self._locate(index, size)
+        found = self.items[at]
+        if type(found) is list:
+            return _notify(self._source_of(at), found[within])
+        return found  # type: ignore[return-value]
+
+    def _locate(self, index: int, size: int) -> Tuple[int, int]:
+        """Where the ``index``-th item is: its position in ``items`` and in its run.  Walks
+        from the nearer end, so that ``[0]`` and ``[-1]`` cost little at any length."""
+        items = self.items
+        if index < size // 2:
+            within = index + self._offset  # the head run's taken payloads come first
+            for at, item in enumerate(items):
+                count = len(item) if type(item) is list else 1
+                if within < count:
+                    return at, within
+                within -= count
+        else:
+            back = size - 1 - index
+            for at in range(len(items) - 1, -1, -1):
+                item = items[at]
+                whole = len(item) if type(item) is list else 1
+                count = whole - self._offset if at == 0 else whole
+                if back < count:
+                    return at, whole - 1 - back
+                back -= count
+        raise AssertionError("the lengths do not add up")  # pragma: no cover
 
     def __repr__(self) -> str:
         return f"Pending({list(self)!r})"

@@ -630,6 +630,21 @@ def test_a_third_string_is_refused_even_after_its_channel_was_seen() -> None:
         decoder.check()
 
 
+def test_the_same_sender_again_is_checked_as_strictly() -> None:
+    good = notify(7, "c", "p")
+    both = Decoder().feed(good + notify(7, "c", ""))
+    assert both == [m.Notify(7, "c", "p"), m.Notify(7, "c", "")]
+    only_channel = msg(b"A", i32(7) + cstr("c"))
+    bad_utf8 = msg(b"A", i32(7) + cstr("c") + b"\xff\0")
+    unterminated = msg(b"A", i32(7) + cstr("c") + b"p!")
+    for bad, reason in [(only_channel, "NUL-terminated"), (bad_utf8, "utf-8"),
+                        (unterminated, "NUL-terminated")]:
+        decoder = Decoder()
+        assert decoder.feed(good + bad) == [m.Notify(7, "c", "p")]
+        with pytest.raises(ProtocolViolation, match=reason):
+            decoder.check()
+
+
 def test_many_senders_keep_the_source_cache_bounded() -> None:
     decoder = Decoder()
     stream = b"".join(notify(pid, f"c{pid % 7}", str(pid)) for pid in range(3000))

@@ -225,6 +225,7 @@ _ROUTINE_LIMIT = 256
 
 _CACHE_SIZE = 1024  # distinct (sender pid, channel) pairs remembered
 _INT32 = Struct("!i").unpack_from
+_NO_SOURCE = b"-"  # never equal to the empty slice a span of 0 takes
 
 
 class Decoder:
@@ -282,7 +283,9 @@ class Decoder:
         known_source = self._sources.get
         notify = m.Notify
         length_at = _INT32
-        last_source = b""
+        # The last sender's pid and channel, with the channel's NUL, and the span from a
+        # message's start to its payload when it has that sender; none at first.
+        last_source, span = _NO_SOURCE, 0
         pid, channel = 0, ""
         try:
             while pos < size:
@@ -292,27 +295,36 @@ class Decoder:
                     end = pos + 1 + length
                     if end > size or length < 10:
                         break  # incomplete or invalid: the general path decides
-                    # The payload runs from the last NUL before the terminating one, so it
-                    # holds none; a NUL in the channel is checked when the source is new.
-                    nul = rfind(0, pos + 9, end - 1)
-                    if buf[end - 1] or nul < 0:
+                    if buf[end - 1]:
                         raise _Malformed("notification strings are not NUL-terminated")
-                    source = buf[pos + 5 : nul]  # the sender's pid and the channel
-                    payload = buf[nul + 1 : end - 1].decode()
-                    if source != last_source:
-                        pid, channel = known_source(source) or self._new_source(source)
-                        last_source = source
-                        add(make(notify, (pid, channel, payload)))
-                        run_add = None
-                    elif run_add is not None:
-                        run_add(payload)
-                    elif pending is None:
-                        add(make(notify, (pid, channel, payload)))
+                    cut = pos + span
+                    if cut < end and buf[pos + 5 : cut] == last_source:
+                        # The previous sender and channel again (and the channel's NUL):
+                        # the rest is the payload, which may hold no NUL of its own.
+                        payload = buf[cut : end - 1].decode()
+                        if "\0" in payload:
+                            raise _Malformed("a notification holds more than two strings")
+                        if run_add is not None:
+                            run_add(payload)
+                        elif pending is None:
+                            add(make(notify, (pid, channel, payload)))
+                        else:
+                            run = [payload]  # the same sender again: a run begins
+                            add(run)
+                            runs.append(run)
+                            run_add = run.append
                     else:
-                        run = [payload]  # the same sender again: a run of payloads begins
-                        add(run)
-                        runs.append(run)
-                        run_add = run.append
+                        # The payload runs from the last NUL before the terminating one,
+                        # so it holds none; a NUL in the channel is checked when new.
+                        nul = rfind(0, pos + 9, end - 1)
+                        if nul < 0:
+                            raise _Malformed("notification strings are not NUL-terminated")
+                        source = buf[pos + 5 : nul]  # the sender's pid and the channel
+                        pid, channel = known_source(source) or self._new_source(source)
+                        add(make(notify, (pid, channel, buf[nul + 1 : end - 1].decode())))
+                        last_source = buf[pos + 5 : nul + 1]
+                        span = nul + 1 - pos
+                        run_add = None
                     pos = end
                 if pos >= size:
                     break
@@ -349,7 +361,7 @@ class Decoder:
                 message = _PARSERS[kind](buf[pos + 5 : end], 0, length - 4)
                 if kind == 65:
                     add(message)
-                    last_source, run_add = b"", None  # no run may continue past it
+                    last_source, span, run_add = _NO_SOURCE, 0, None  # no run continues past it
                 else:
                     out.append(message)
                 pos = end

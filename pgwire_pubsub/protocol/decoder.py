@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import ProtocolViolation
 from . import messages as m
-from .pending import Pending
+from .pending import RUN_START, Pending, Run
 
 # libpq's rule: only these message types may be long; any other over 30000
 # bytes means the stream is corrupt (or not PostgreSQL at all).
@@ -272,8 +272,9 @@ class Decoder:
             buf = data if type(data) is bytes else bytes(data)
         out: List[m.BackendMessage] = []
         add: Callable[[Any], None] = out.append if pending is None else pending.items.append
-        runs: List[List[str]] = []
+        runs: List[Run] = []
         run_add: Optional[Callable[[str], None]] = None
+        first = None  # the Notify a run's payloads follow
         pos = 0
         size = len(buf)
         need = 0
@@ -309,7 +310,8 @@ class Decoder:
                         elif pending is None:
                             add(make(notify, (pid, channel, payload)))
                         else:
-                            run = [payload]  # the same sender again: a run begins
+                            # The same sender again: a run begins (see pending.py).
+                            run = [RUN_START, first, payload]
                             add(run)
                             runs.append(run)
                             run_add = run.append
@@ -321,7 +323,8 @@ class Decoder:
                             raise _Malformed("notification strings are not NUL-terminated")
                         source = buf[pos + 5 : nul]  # the sender's pid and the channel
                         pid, channel = known_source(source) or self._new_source(source)
-                        add(make(notify, (pid, channel, buf[nul + 1 : end - 1].decode())))
+                        first = make(notify, (pid, channel, buf[nul + 1 : end - 1].decode()))
+                        add(first)
                         last_source = buf[pos + 5 : nul + 1]
                         span = nul + 1 - pos
                         run_add = None
@@ -375,7 +378,9 @@ class Decoder:
             return out
         finally:
             if runs and pending is not None:
-                pending.extra += sum(map(len, runs)) - len(runs)
+                pending.dirty = True
+                pending.extra += sum(map(len, runs)) - (RUN_START + 1) * len(runs)
+                pending.dirty = False
         if pos < size:
             self._tail = bytearray(buf[pos:])
         elif tail:

@@ -225,7 +225,8 @@ class Connection:
 
     @property
     def notifications(self) -> Pending:
-        """Notifications received and not yet taken, oldest first (and any gap markers)."""
+        """Notifications received and not yet taken, oldest first (and any gap markers):
+        a ``Pending`` queue, with ``popleft``, ``pop``, iteration, ``len`` and indexing."""
         return self._proto.notifications
 
     def wait_notifications(self, timeout: Optional[float]) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 BASELINE = "psycopg2"
 US = "\u00b5s"  # micro sign
 TIMES = "\u00d7"  # multiplication sign
+MINUS = "\u2212"  # minus sign
 DASH = "\u2013"  # en dash
 
 Raw = Dict[str, Dict[str, List[Dict[str, Any]]]]
@@ -71,6 +72,11 @@ CHART: Dict[str, Tuple[str, str]] = {
     "memory": ("bytes_traced", "bytes_rss"),
     "import": ("cpu_ms", "import_ms"),
 }
+
+
+def signed(value: float) -> str:
+    """A fit's constant after its per-byte term: "+ 58", or a minus sign and 20."""
+    return f"{'+' if round(value) >= 0 else MINUS} {abs(value):.0f}"
 
 
 def title(workload: str, counts: Dict[str, Any]) -> str:
@@ -226,7 +232,7 @@ class Report:
             limit = 1.5 * PAYLOAD_SIZE + c
             add(f"memory per pending \u2264 1.5 {TIMES} payload + {c:g} B",
                 f"{held:.0f} B at 64-byte payloads (limit {limit:.0f} B); "
-                f"fit over 64 B and 1 KiB: {slope:.2f} B per payload byte + {constant:.0f} B "
+                f"fit over 64 B and 1 KiB: {slope:.2f} B per payload byte {signed(constant)} B "
                 f"({method})",
                 held <= limit and slope <= 1.5)
         return out
@@ -342,7 +348,7 @@ class Report:
             if workload == "memory":
                 fit = self.memory_fit(key)
                 row.append("" if fit is None else
-                           f"{fit[0]:.2f} {TIMES} payload + {fit[1]:.0f} B ({fit[2]})")
+                           f"{fit[0]:.2f} {TIMES} payload {signed(fit[1])} B ({fit[2]})")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
         return lines

@@ -123,3 +123,9 @@ def test_report_command_explains_itself(tmp_path: Path, capsys: pytest.CaptureFi
     assert done.value.code == 0 and "RESULTS.json" in capsys.readouterr().out
     with pytest.raises(SystemExit, match=r"cannot read .*missing\.json"):
         bench_report.main([str(tmp_path / "missing.json")])
+
+
+def test_a_negative_fit_constant_reads_as_a_subtraction() -> None:
+    assert bench_report.signed(58.2) == "+ 58"
+    assert bench_report.signed(-19.6) == "\u2212 20"
+    assert bench_report.signed(-0.2) == "+ 0"

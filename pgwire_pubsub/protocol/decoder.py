@@ -73,7 +73,8 @@ class Decoder:
         With ``pending``, notifications go into it instead, compactly: after a
         sender's first ``Notify``, its next ones on the same channel are kept as
         bare payloads in a run (see pending.py).  This is the receive hot path: no
-        intermediate list, no per-message dispatch, no tuple per payload of a run.
+        intermediate list, no per-message dispatch, no tuple per payload of a run,
+        and a long run's payloads taken many at a time (see bulk.py).
         """
         if self._error is not None:
             raise self._error

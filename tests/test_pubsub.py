@@ -24,6 +24,8 @@ from pgwire_pubsub import (
 )
 from pgwire_pubsub.client import Connection, connect_raw
 from pgwire_pubsub.events import Event
+from pgwire_pubsub.protocol import bulk
+from pgwire_pubsub.protocol import decoder as decoder_module
 
 TIMEOUT = 10  # seconds: a failure guard, never a performance target
 
@@ -614,6 +616,46 @@ def test_burst_of_5000_in_one_transaction(
     got = receive(pubsub, 5000)
     assert got == [Notify(pid, "burst", str(i)) for i in range(1, 5001)]
     assert pubsub.get_event(select_timeout=0.2) is None
+
+
+def test_burst_of_every_shape_taken_many_at_a_time(
+    pg: Server, connect: Callable[..., PubSub], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs of equal and of varying lengths, an empty and multibyte payloads, and a stretch
+    alternating between two channels, from psql: what arrives is exactly what was sent,
+    and the long runs went through the bulk path (forced on PyPy too).  (PostgreSQL sends
+    a payload only once per channel and transaction: every one here differs.)"""
+    taken: List[int] = []
+
+    def counting(*args: Any) -> Optional[Tuple[List[str], int]]:
+        result = bulk.take_run(*args)
+        taken.append(0 if result is None else len(result[0]))
+        return result
+
+    monkeypatch.setattr(decoder_module, "_BULK_AFTER", 8)
+    monkeypatch.setattr(decoder_module, "take_run", counting)
+    pubsub = connect()
+    pubsub.listen("shape")
+    pubsub.listen("other")
+    payload = (
+        "CASE WHEN i <= 3000 THEN lpad(i::text, 40, 'x') "
+        "WHEN i <= 6000 THEN repeat('é', i % 7) || i::text "
+        "WHEN i = 6001 THEN '' ELSE i::text END"
+    )
+    channel = "CASE WHEN i > 9000 AND i % 2 = 0 THEN 'other' ELSE 'shape' END"
+    out = pg.psql(
+        f"BEGIN; SELECT pg_notify({channel}, {payload}) FROM generate_series(1, 10000) i; "
+        "SELECT pg_backend_pid(); COMMIT;"
+    )
+    pid = int(out.split()[-1])
+
+    def expected(i: int) -> Notify:
+        text = ("x" * 40 + str(i))[-40:] if i <= 3000 else (
+            "é" * (i % 7) + str(i) if i <= 6000 else "" if i == 6001 else str(i))
+        return Notify(pid, "other" if i > 9000 and i % 2 == 0 else "shape", text)
+
+    assert receive(pubsub, 10000) == [expected(i) for i in range(1, 10001)]
+    assert sum(taken) > 8000  # the runs, not the alternating stretch
 
 
 # -- unlisten ---------------------------------------------------------------

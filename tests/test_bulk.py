@@ -105,6 +105,17 @@ def test_a_first_payload_longer_than_its_length_says() -> None:
     assert bulk.take_run(stream, START, 3, len(stream), SOURCE) is None
 
 
+def short_last_piece() -> bytes:
+    """A run whose last message is followed, too soon, by the bytes a header starts with
+    and then the source: a piece shorter than any trailer."""
+    return RUN + b"A" + struct.pack("!i", 3 + len(SOURCE) - 1) + SOURCE + b"\0Ax" + SOURCE
+
+
+def test_a_piece_shorter_than_a_trailer_is_refused() -> None:
+    stream = short_last_piece()
+    assert bulk.take_run(stream, START, 3, len(stream), SOURCE) is None
+
+
 def test_fewer_than_two_is_left_to_the_caller() -> None:
     stream = run_bytes(["one", "two"])
     assert bulk.take_run(stream, START, 3, len(stream), SOURCE) is None
@@ -152,6 +163,34 @@ def test_the_decoder_takes_long_runs_in_bulk(monkeypatch: pytest.MonkeyPatch) ->
     taken = [c for c in calls if c is not None]
     assert sum(len(c[0]) for c in taken) > 1900  # nearly all went through take_run
     assert len(taken) < 12  # in windows that keep doubling
+
+
+@pytest.mark.parametrize("with_pending", [False, True])
+def test_a_piece_shorter_than_a_trailer_fails_as_one_at_a_time(with_pending: bool) -> None:
+    messages, error = decode([short_last_piece()], with_pending, 8)
+    assert (messages, error) == decode([short_last_piece()], with_pending, 10**9)
+    assert len(messages) == 10 and error is not None and "NUL-terminated" in error
+
+
+def test_a_failed_try_costs_at_most_twice_the_bytes_read_meanwhile(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs of tiny payloads each ended by one large one and another sender: every try
+    at the large one fails.  The bytes all windows span stay a small multiple of the
+    input's (a window sized by the large message alone made that multiple grow with
+    the input, so that 8 MB took 30 times longer to decode)."""
+    spans: List[int] = []
+
+    def measuring(buf: bytes, start: int, first_size: int, stop: int, source: bytes) -> Any:
+        spans.append(min(stop, len(buf)) - start)
+        return bulk.take_run(buf, start, first_size, stop, source)
+
+    monkeypatch.setattr(decoder_module, "take_run", measuring)
+    block = (run_bytes(["p"] * 500) + notify(PID, "bench", "x" * 8000) + notify(9, "z"))
+    stream = block * 40
+    messages, error = decode([stream], False, 8)
+    assert error is None and len(messages) == 502 * 40
+    assert sum(spans) < 4 * len(stream)
 
 
 def test_one_message_at_a_time_never_takes_a_run() -> None:

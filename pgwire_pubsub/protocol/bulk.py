@@ -10,10 +10,13 @@ exactly as strict as its one-message path, and anything unexpected (another
 sender in between, a NUL or invalid UTF-8 in a payload, a wrong length) just
 returns None for that path to handle one message at a time.
 
-A payload holds no NUL, and a source starts with one (Linux pids stay below
-2**24, and PostgreSQL's on other systems in practice), so a source can only be
-found where a message's own header puts it, or across binary header bytes,
-which the rebuild then refuses.
+Why a matching rebuild is exactly those messages: every piece is at least a
+trailer long (checked), so each one is a payload, its NUL, and the header of
+the message whose payload the next piece starts with; the rebuild writes each
+header's length from that next piece's size, and the first message's length
+was checked by the caller.  A source found anywhere else (inside a payload, or
+across binary header bytes) puts a piece where a header says none can be, and
+the comparison fails.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from struct import Struct
 from typing import Dict, List, Optional, Tuple
 
 _TRAILER = Struct("!xci").pack  # a payload's NUL, then the next message's type and length
-_PAYLOAD = itemgetter(slice(None, -6))
+_PAYLOAD = itemgetter(slice(None, -6))  # a piece less its trailer (pieces are never shorter)
 _TRAILER_SIZE = 6
 _HEADER_SIZE = 5  # type and length
 
@@ -54,14 +57,15 @@ def take_run(
         return None
     pieces.pop()
     sizes = list(map(len, pieces))
-    if sizes[0] != first_size + _TRAILER_SIZE:
+    if sizes[0] != first_size + _TRAILER_SIZE or min(sizes) < _TRAILER_SIZE:
         return None
     last = pieces[-1][-_TRAILER_SIZE:]  # the next message's length: the caller checks it
     if last[:2] != b"\0A":
         return None
     payloads = list(map(_PAYLOAD, pieces))
     if sizes.count(sizes[1]) == count - (sizes[0] != sizes[1]):
-        # Payloads of one length (ids, hashes, timestamps...): one trailer between them all.
+        # Every piece after the first has one size (the first's may differ): payloads of
+        # one length (ids, hashes, timestamps...), and one trailer between them all.
         between = _TRAILER(b"A", sizes[1] + len(source) - 1) + source
         rebuilt = between.join(payloads) + last + source
     else:

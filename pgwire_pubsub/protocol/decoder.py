@@ -98,6 +98,7 @@ class Decoder:
         run_add: Optional[Callable[[str], None]] = None
         run_extend: Callable[[List[str]], None] = _no_run  # a run's, once one begins
         streak = 0  # notifications of the last sender in a row: long runs go to take_run
+        run_from = 0  # where the streak (or what followed a failed take_run) began
         first = None  # the Notify a run's payloads follow
         pos = 0
         size = len(buf)
@@ -128,9 +129,11 @@ class Decoder:
                         # the rest is the payload, which may hold no NUL of its own.
                         streak += 1
                         if streak >= _BULK_AFTER and (run_add is not None or pending is None):
-                            # A long run: the next ones at once, in a window twice the
-                            # run's length so far (see bulk.py).
-                            window = (end - pos) * streak * 2
+                            # A long run: this one and the next ones at once (see bulk.py),
+                            # in a window twice the bytes since the run (or the last try)
+                            # began, so that a failed try costs at most twice what the
+                            # one-message path has done meanwhile.
+                            window = 2 * (end - run_from)
                             taken = take_run(buf, cut, end - 1 - cut, cut + window, last_source)
                             if taken is not None:
                                 payloads, pos = taken
@@ -141,7 +144,7 @@ class Decoder:
                                     run_extend(payloads)
                                 streak += len(payloads)
                                 continue
-                            streak = -streak  # not a run there: wait as long again
+                            streak, run_from = -streak, end  # not a run: wait as long again
                         payload = buf[cut : end - 1].decode()
                         if "\0" in payload:
                             raise Malformed("a notification holds more than two strings")
@@ -168,7 +171,7 @@ class Decoder:
                         last_source = buf[pos + 5 : nul + 1]
                         span = nul + 1 - pos
                         run_add = None
-                        streak = 0
+                        streak, run_from = 0, pos
                     pos = end
                 if pos >= size:
                     break
@@ -206,7 +209,7 @@ class Decoder:
                 if kind == 65:
                     add(message)
                     last_source, span, run_add = _NO_SOURCE, 0, None  # no run continues past it
-                    streak = 0
+                    streak, run_from = 0, pos
                 else:
                     out.append(message)
                 pos = end

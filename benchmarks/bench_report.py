@@ -361,7 +361,7 @@ class Report:
 
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
-            from matplotlib.ticker import FuncFormatter
+            from matplotlib.ticker import FuncFormatter, MaxNLocator
         except ImportError:
             return None
         rows = [w for w in self.workloads if w in CHART]
@@ -393,6 +393,8 @@ class Report:
                 positive = [v for v in values if v > 0]
                 if positive and max(positive) / min(positive) > 30:
                     ax.set_xscale("log")
+                else:
+                    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # room for 1,500,000
                 for y, v, h in zip(ys, values, high):
                     if v > 0:
                         ax.text(v + h, y, " " + fmt(v), va="center", fontsize=7)

@@ -9,12 +9,12 @@ notifications and raise the same error.
 from __future__ import annotations
 
 import struct
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wirebytes import command_complete, notify
+from wirebytes import command_complete, notify, split
 
 from pgwire_pubsub.errors import ProtocolViolation
 from pgwire_pubsub.protocol import bulk
@@ -222,21 +222,13 @@ def runs(draw: st.DrawFn) -> bytes:
     return b"".join(parts)
 
 
-def chunked(stream: bytes, cuts: List[int]) -> Iterator[bytes]:
-    start = 0
-    for point in sorted({min(c, len(stream)) for c in cuts}):
-        yield stream[start:point]
-        start = point
-    yield stream[start:]
-
-
 @settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=runs(), cuts=st.lists(st.integers(0, 3000), max_size=6),
        with_pending=st.booleans())
 def test_same_as_one_at_a_time_in_any_chunking(
     stream: bytes, cuts: List[int], with_pending: bool
 ) -> None:
-    chunks = list(chunked(stream, cuts))
+    chunks = split(stream, cuts)
     bulk_result = decode(chunks, with_pending, 2)
     assert bulk_result == decode(chunks, with_pending, 10**9)
     assert bulk_result[1] is None

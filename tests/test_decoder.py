@@ -21,6 +21,7 @@ from wirebytes import (
     msg,
     notify,
     ready,
+    split,
 )
 
 from pgwire_pubsub.errors import ProtocolViolation
@@ -501,15 +502,6 @@ def backend_messages(draw: st.DrawFn) -> Pair:
         "s": m.PortalSuspended(),
     }
     return msg(kind.encode()), empty[kind]
-
-
-def split(data: bytes, cuts: List[int]) -> List[bytes]:
-    points = sorted({min(c, len(data)) for c in cuts})
-    chunks, start = [], 0
-    for point in [*points, len(data)]:
-        chunks.append(data[start:point])
-        start = point
-    return chunks
 
 
 cut_points = st.lists(st.integers(0, 4000), max_size=30)

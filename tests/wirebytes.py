@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import struct
 import termios
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 
 def i16(value: int) -> bytes:
@@ -135,3 +135,13 @@ def unread_bytes(fileno: int) -> int:
     """Bytes the kernel has received on the socket ``fileno`` and nobody has read yet."""
     raw = fcntl.ioctl(fileno, termios.FIONREAD, struct.pack("i", 0))
     return int(struct.unpack("i", raw)[0])
+
+
+def split(data: bytes, cuts: List[int]) -> List[bytes]:
+    """``data`` cut at every offset in ``cuts`` (past the end: at the end), in order."""
+    points = sorted({min(c, len(data)) for c in cuts})
+    chunks, start = [], 0
+    for point in [*points, len(data)]:
+        chunks.append(data[start:point])
+        start = point
+    return chunks

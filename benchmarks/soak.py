@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import pgwire_pubsub
 from pgwire_pubsub import Notify, Reconnected, ReconnectPolicy
-from pgwire_pubsub.client import connect_raw
+from pgwire_pubsub._blocking.connection import connect_raw
 
 CHANNEL = "soak"
 CONTROL = "soak_control"

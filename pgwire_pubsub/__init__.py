@@ -4,7 +4,9 @@
     pubsub = pgpubsub.connect(user="postgres", dbname="test")
 """
 
-from .client import Connection
+from ._blocking.connection import Connection
+from ._pubsub import PubSub, connect, quote_ident
+from ._shared.reconnect import ReconnectPolicy
 from .conninfo import ConnParams, HostSpec, make_params, parse_dsn
 from .errors import (
     DatabaseError,
@@ -20,10 +22,8 @@ from .errors import (
     QueryCanceled,
     Warning,
 )
-from .events import Dropped, PendingOverflow, Reconnected
+from .protocol.events import Dropped, PendingOverflow, Reconnected
 from .protocol.messages import Notify
-from .pubsub import PubSub, connect, quote_ident
-from .reconnect import ReconnectPolicy
 
 __version__ = "0.1.0"
 

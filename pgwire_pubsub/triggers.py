@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Tuple, Union
 
-from .pubsub import ConnectionLike, as_connection, quote_ident
+from ._pubsub import ConnectionLike, as_connection, quote_ident
 
 FUNCTION_NAME = "pgwire_pubsub_tables_notify"
 TRIGGER_NAME = "pgwire_pubsub_notify"

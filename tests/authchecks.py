@@ -19,10 +19,10 @@ from pgcluster import ROLES, Cluster
 from scramp import ScramMechanism
 from test_tls import NOTHING_BUT_GOODBYE, Session, messages_after, open_session, pg_session
 
-from pgwire_pubsub.auth import Authenticator
-from pgwire_pubsub.client import connect_raw
+from pgwire_pubsub._blocking.connection import connect_raw
 from pgwire_pubsub.errors import OperationalError, ProtocolViolation
 from pgwire_pubsub.protocol import messages as m
+from pgwire_pubsub.protocol.auth import Authenticator
 
 USER = "alice"
 PASSWORD = "correct horse battery"

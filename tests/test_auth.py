@@ -11,10 +11,10 @@ import pytest
 from authchecks import PLUS, SCRAM, USER, ScramExchange
 from scramp import ScramException
 
-from pgwire_pubsub.auth import Authenticator, md5_password
 from pgwire_pubsub.errors import OperationalError, ProtocolViolation
 from pgwire_pubsub.protocol import frontend
 from pgwire_pubsub.protocol import messages as m
+from pgwire_pubsub.protocol.auth import Authenticator, md5_password
 
 # Not authchecks' PASSWORD: this one is not ASCII, for MD5 and SCRAM's SASLprep.
 PASSWORD = "correct horse \u00e9 battery"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from wirebytes import command_complete, notify, split
 
 from pgwire_pubsub.errors import ProtocolViolation
-from pgwire_pubsub.protocol import bulk
+from pgwire_pubsub.protocol import _bulk as bulk
 from pgwire_pubsub.protocol import decoder as decoder_module
 from pgwire_pubsub.protocol import messages as m
 from pgwire_pubsub.protocol.decoder import Decoder

@@ -43,10 +43,10 @@ from scramp import ScramException
 from test_tls import Certs, certs, cluster, der_of, home, verify_full
 
 from pgwire_pubsub import tls
-from pgwire_pubsub.auth import Authenticator
-from pgwire_pubsub.client import connect_raw
+from pgwire_pubsub._blocking.connection import connect_raw
 from pgwire_pubsub.errors import OperationalError, ProgrammingError
 from pgwire_pubsub.protocol import messages as m
+from pgwire_pubsub.protocol.auth import Authenticator
 
 __all__ = ["certs", "cluster", "home"]  # fixtures, imported for these tests
 

@@ -24,7 +24,7 @@ from pgcluster import ROLES, Server
 
 import pgwire_pubsub
 from pgwire_pubsub import Connection, DatabaseError, OperationalError, ProgrammingError
-from pgwire_pubsub.client import connect_raw
+from pgwire_pubsub._blocking.connection import connect_raw
 
 PASSWORD_ROLES = ["password_user", "md5_user", "scram_user"]
 ALL_METHOD_ROLES = ["trust_user", *PASSWORD_ROLES]

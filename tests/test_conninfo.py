@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgwire_pubsub import options
 from pgwire_pubsub.conninfo import (
     SSLMODES,
     ConnParams,
@@ -24,6 +23,7 @@ from pgwire_pubsub.conninfo import (
     make_params,
     parse_dsn,
 )
+from pgwire_pubsub.conninfo import _options as options
 from pgwire_pubsub.errors import NotSupportedError, OperationalError, ProgrammingError
 
 ENV_VARS = {

@@ -38,7 +38,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pgwire_pubsub import conninfo, options
+from pgwire_pubsub.conninfo import _options as options
+from pgwire_pubsub.conninfo import _params as conninfo
 from pgwire_pubsub.conninfo import make_params, parse_dsn
 from pgwire_pubsub.errors import NotSupportedError, ProgrammingError
 

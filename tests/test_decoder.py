@@ -163,7 +163,7 @@ TRAILER_MESSAGE = m.Notify(99, "next", "message")
 
 
 def test_every_parser_has_a_vector() -> None:
-    from pgwire_pubsub.protocol.bodies import PARSERS
+    from pgwire_pubsub.protocol._bodies import PARSERS
 
     assert {data[0] for _, data, _ in VECTORS} == set(PARSERS)
 

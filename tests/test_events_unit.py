@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from wirebytes import auth_ok, backend_key, notify, ready
 
 from pgwire_pubsub import Dropped, Notify, PendingOverflow, Reconnected, ReconnectPolicy
-from pgwire_pubsub.events import Bound, QueueItem, _Overflowed
-from pgwire_pubsub.protocol.machine import Protocol, State
+from pgwire_pubsub.protocol.events import Bound, QueueItem, _Overflowed
+from pgwire_pubsub.protocol.machine import Machine, State
 from pgwire_pubsub.protocol.pending import Pending
 
 # -- helpers ---------------------------------------------------------------------
@@ -38,8 +38,8 @@ def only_notifies(queue: Iterable[object]) -> List[Notify]:
 RECONNECTED = Reconnected(0.25, 4321, 2)
 
 
-def ready_protocol(bound: Optional[Bound]) -> Protocol:
-    proto = Protocol()
+def ready_protocol(bound: Optional[Bound]) -> Machine:
+    proto = Machine()
     proto.start({"user": "u", "database": "d"})
     proto.receive_data(auth_ok() + backend_key(77, 88) + ready())
     while proto.next_message() is not None:

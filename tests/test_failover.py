@@ -17,7 +17,7 @@ from pgcluster import Cluster, Server, find_pg_bindir
 from replica import Replica
 
 from pgwire_pubsub import OperationalError
-from pgwire_pubsub.client import Connection, connect_raw
+from pgwire_pubsub._blocking.connection import Connection, connect_raw
 
 GUARD = 20.0  # seconds: a failure guard against hangs, never a performance target
 

@@ -35,7 +35,7 @@ from wirebytes import (
 
 import pgwire_pubsub
 from pgwire_pubsub import Connection, Notify, OperationalError, ProtocolViolation, PubSub
-from pgwire_pubsub.client import connect_raw
+from pgwire_pubsub._blocking.connection import connect_raw
 
 SERVER_TIMEOUT = 10.0
 # Only there so that a client that waits instead of failing at once is caught.

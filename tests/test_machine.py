@@ -29,7 +29,6 @@ from wirebytes import (
     row_description,
 )
 
-from pgwire_pubsub.auth import Authenticator
 from pgwire_pubsub.errors import (
     DatabaseError,
     Error,
@@ -39,9 +38,10 @@ from pgwire_pubsub.errors import (
     ProgrammingError,
     ProtocolViolation,
 )
-from pgwire_pubsub.protocol import flows, frontend
+from pgwire_pubsub.protocol import frontend, steps
 from pgwire_pubsub.protocol import messages as m
-from pgwire_pubsub.protocol.machine import MAX_NOTICES, Protocol, State
+from pgwire_pubsub.protocol.auth import Authenticator
+from pgwire_pubsub.protocol.machine import MAX_NOTICES, Machine, State
 
 # -- server messages -------------------------------------------------------------
 
@@ -55,24 +55,24 @@ TERMINATED = ("57P01", "terminating connection due to administrator command", "F
 STARTUP_PARAMS = {"user": "alice", "database": "db", "client_encoding": "UTF8"}
 
 
-def drain(proto: Protocol) -> List[m.BackendMessage]:
+def drain(proto: Machine) -> List[m.BackendMessage]:
     out = []
     while (message := proto.next_message()) is not None:
         out.append(message)
     return out
 
 
-def new_protocol() -> Protocol:
-    return Protocol()
+def new_protocol() -> Machine:
+    return Machine()
 
 
-def startup_protocol() -> Protocol:
-    proto = Protocol()
+def startup_protocol() -> Machine:
+    proto = Machine()
     proto.start(STARTUP_PARAMS)
     return proto
 
 
-def ready_protocol() -> Protocol:
+def ready_protocol() -> Machine:
     proto = startup_protocol()
     proto.receive_data(auth_ok() + backend_key() + ready())
     drain(proto)
@@ -80,14 +80,14 @@ def ready_protocol() -> Protocol:
     return proto
 
 
-def busy_protocol() -> Protocol:
+def busy_protocol() -> Machine:
     proto = ready_protocol()
     proto.send_command(frontend.query("SELECT 1"))
     assert proto.state is State.BUSY
     return proto
 
 
-def closed_protocol() -> Protocol:
+def closed_protocol() -> Machine:
     proto = ready_protocol()
     proto.terminate()
     return proto
@@ -144,13 +144,13 @@ def split_frontend(data: bytes) -> List[bytes]:
     return kinds
 
 
-def state_of(proto: Protocol) -> State:
+def state_of(proto: Machine) -> State:
     """``proto.state`` for an assert after a call: mypy would carry over an earlier
     assert's narrowing of ``proto.state`` across the call."""
     return proto.state
 
 
-def queued(proto: Protocol) -> List[m.Notify]:
+def queued(proto: Machine) -> List[m.Notify]:
     """``proto.notifications``, typed as what a bare machine queues: it has no bound,
     so no markers (those come with a PubSub's options)."""
     return cast("List[m.Notify]", list(proto.notifications))
@@ -161,7 +161,7 @@ def queued(proto: Protocol) -> List[m.Notify]:
 
 class TestStartup:
     def test_start_returns_the_startup_message(self) -> None:
-        proto = Protocol()
+        proto = Machine()
         assert proto.state is State.NEW
         assert proto.start(STARTUP_PARAMS) == frontend.startup_message(STARTUP_PARAMS)
         assert state_of(proto) is State.STARTUP
@@ -532,10 +532,10 @@ AFTER_AUTH = (
 class TestStartupFlow:
     @pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
     def test_md5(self, bytewise: bool) -> None:
-        proto = Protocol()
+        proto = Machine()
         server = ScriptedServer(auth_md5(b"\x01\x02\x03\x04"), AFTER_AUTH, bytewise=bytewise)
         result = server.run(
-            flows.startup(proto, STARTUP_PARAMS, Authenticator("alice", "s3cret"))
+            steps.startup(proto, STARTUP_PARAMS, Authenticator("alice", "s3cret"))
         )
         assert result is None
         assert server.sent == [
@@ -550,55 +550,55 @@ class TestStartupFlow:
         assert proto.notices == ["NOTICE:  hi\n"]
 
     def test_cleartext(self) -> None:
-        proto = Protocol()
+        proto = Machine()
         server = ScriptedServer(auth_cleartext(), AFTER_AUTH)
-        server.run(flows.startup(proto, {"user": "bob"}, Authenticator("bob", "pw")))
+        server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", "pw")))
         assert server.sent[1] == b"p\0\0\0\x07pw\0"
         assert proto.state is State.READY
 
     def test_trust(self) -> None:
-        proto = Protocol()
+        proto = Machine()
         server = ScriptedServer(AFTER_AUTH)
-        server.run(flows.startup(proto, {"user": "bob"}, Authenticator("bob", None)))
+        server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", None)))
         assert len(server.sent) == 1
         assert proto.state is State.READY
 
     def test_negotiate_protocol_version_is_skipped(self) -> None:
-        proto = Protocol()
+        proto = Machine()
         server = ScriptedServer(msg(b"v", i32(0) + i32(1) + cstr("_pq_.x")) + AFTER_AUTH)
-        server.run(flows.startup(proto, {"user": "bob"}, Authenticator("bob", None)))
+        server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", None)))
         assert proto.state is State.READY
 
     def test_fatal_error(self) -> None:
-        proto = Protocol()
+        proto = Machine()
         server = ScriptedServer(
             auth_cleartext(), error("28P01", "password authentication failed", "FATAL")
         )
         with pytest.raises(OperationalError) as info:
-            server.run(flows.startup(proto, {"user": "bob"}, Authenticator("bob", "bad")))
+            server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", "bad")))
         assert info.value.sqlstate == "28P01"
         assert proto.state is State.CLOSED
 
     def test_error_of_another_class_is_operational(self) -> None:
-        proto = Protocol()
+        proto = Machine()
         server = ScriptedServer(error("3D000", 'database "nope" does not exist', "FATAL"))
         with pytest.raises(OperationalError) as info:
-            server.run(flows.startup(proto, {"user": "bob"}, Authenticator("bob", None)))
+            server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", None)))
         assert info.value.sqlstate == "3D000"
         assert "nope" in str(info.value)
         assert proto.state is State.CLOSED
 
     def test_end_of_stream(self) -> None:
-        proto = Protocol()
+        proto = Machine()
         server = ScriptedServer(auth_ok())
         with pytest.raises(OperationalError, match="server closed the connection"):
-            server.run(flows.startup(proto, {"user": "bob"}, Authenticator("bob", None)))
+            server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", None)))
         assert proto.state is State.CLOSED
 
     def test_unsupported_method(self) -> None:
         server = ScriptedServer(msg(b"R", i32(7)))
         with pytest.raises(OperationalError, match="GSSAPI"):
-            server.run(flows.startup(Protocol(), {"user": "u"}, Authenticator("u", "p")))
+            server.run(steps.startup(Machine(), {"user": "u"}, Authenticator("u", "p")))
 
     @pytest.mark.parametrize(
         "script",
@@ -609,10 +609,10 @@ class TestStartupFlow:
         ids=["scram-started", "no-authentication"],
     )
     def test_ready_before_authentication_ok_is_refused(self, script: Sequence[bytes]) -> None:
-        proto = Protocol()
+        proto = Machine()
         server = ScriptedServer(*script)
         with pytest.raises(OperationalError):
-            server.run(flows.startup(proto, {"user": "u"}, Authenticator("u", "pencil")))
+            server.run(steps.startup(proto, {"user": "u"}, Authenticator("u", "pencil")))
 
 
 class TestQueryFlows:
@@ -628,7 +628,7 @@ class TestQueryFlows:
             + ready("T"),
             bytewise=bytewise,
         )
-        rows = server.run(flows.simple_query(proto, "SELECT a, b FROM t"))
+        rows = server.run(steps.simple_query(proto, "SELECT a, b FROM t"))
         assert rows == [("1", "x"), (None, "\u00e9\U0001f600"), ("", None)]
         assert server.sent == [frontend.query("SELECT a, b FROM t")]
         assert proto.state is State.READY
@@ -643,19 +643,19 @@ class TestQueryFlows:
             + row_description("b") + data_row(b"2") + command_complete("SELECT 1")
             + ready()
         )
-        assert server.run(flows.simple_query(proto, "SELECT 1; LISTEN c; SELECT 2")) == [
+        assert server.run(steps.simple_query(proto, "SELECT 1; LISTEN c; SELECT 2")) == [
             ("1",),
             ("2",),
         ]
 
     def test_empty_query(self) -> None:
         proto = ready_protocol()
-        assert ScriptedServer(EMPTY_QUERY + ready()).run(flows.simple_query(proto, "")) == []
+        assert ScriptedServer(EMPTY_QUERY + ready()).run(steps.simple_query(proto, "")) == []
         assert proto.state is State.READY
 
     def test_server_error_is_raised_after_ready_for_query(self) -> None:
         proto = ready_protocol()
-        step = flows.simple_query(proto, "SELEC 1")
+        step = steps.simple_query(proto, "SELEC 1")
         assert step.send(None) == frontend.query("SELEC 1")
         assert step.send(None) is None  # waiting for the answer
         # The error arrives: the step holds it back and keeps reading.
@@ -669,7 +669,7 @@ class TestQueryFlows:
         server = ScriptedServer(
             row_description("x") + data_row(b"1") + command_complete("S") + ready()
         )
-        assert server.run(flows.simple_query(proto, "SELECT 1")) == [("1",)]
+        assert server.run(steps.simple_query(proto, "SELECT 1")) == [("1",)]
 
     def test_error_after_some_rows(self) -> None:
         proto = ready_protocol()
@@ -678,7 +678,7 @@ class TestQueryFlows:
             ready("E"),
         )
         with pytest.raises(DatabaseError) as info:
-            server.run(flows.simple_query(proto, "SELECT 1/x FROM t"))
+            server.run(steps.simple_query(proto, "SELECT 1/x FROM t"))
         assert info.value.sqlstate == "22012"
         assert server.reads == []
         assert proto.state is State.READY
@@ -699,7 +699,7 @@ class TestQueryFlows:
             notice("between") + notify(12, "c", "4") + ready(),
             bytewise=bytewise,
         )
-        assert server.run(flows.simple_query(proto, "SELECT x FROM t")) == [("1",), ("2",)]
+        assert server.run(steps.simple_query(proto, "SELECT x FROM t")) == [("1",), ("2",)]
         assert [(n.pid, n.payload) for n in queued(proto)] == [
             (10, "0"),
             (10, "1"),
@@ -711,7 +711,7 @@ class TestQueryFlows:
 
     def test_notification_alone_does_not_end_the_query(self) -> None:
         proto = ready_protocol()
-        step = flows.simple_query(proto, "LISTEN c")
+        step = steps.simple_query(proto, "LISTEN c")
         step.send(None)
         assert step.send(None) is None
         assert step.send(command_complete("LISTEN") + notify(1, "c", "x")) is None
@@ -724,19 +724,19 @@ class TestQueryFlows:
         proto = ready_protocol()
         server = ScriptedServer(row_description("x") + data_row(b"1"))
         with pytest.raises(OperationalError, match="server closed the connection"):
-            server.run(flows.simple_query(proto, "SELECT 1"))
+            server.run(steps.simple_query(proto, "SELECT 1"))
         assert proto.state is State.CLOSED
 
     def test_fatal_error_during_a_query_explains_the_end(self) -> None:
         proto = ready_protocol()
         server = ScriptedServer(row_description("x") + error(*TERMINATED))
         with pytest.raises(OperationalError) as info:
-            server.run(flows.simple_query(proto, "SELECT pg_sleep(10)"))
+            server.run(steps.simple_query(proto, "SELECT pg_sleep(10)"))
         assert info.value.sqlstate == "57P01"
 
     def test_query_refused_unless_ready(self) -> None:
         proto = busy_protocol()
-        step = flows.simple_query(proto, "SELECT 1")
+        step = steps.simple_query(proto, "SELECT 1")
         with pytest.raises(InterfaceError):
             step.send(None)
 
@@ -747,7 +747,7 @@ class TestQueryFlows:
             row_description("x") + bad_row + command_complete("SELECT 1") + ready()
         )
         with pytest.raises(Error):
-            server.run(flows.simple_query(proto, "SELECT x FROM t"))
+            server.run(steps.simple_query(proto, "SELECT x FROM t"))
         assert proto.state is State.READY
 
     @pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
@@ -762,7 +762,7 @@ class TestQueryFlows:
             + ready(),
             bytewise=bytewise,
         )
-        rows = server.run(flows.extended_query(proto, "SELECT $1, $2, $3", params))
+        rows = server.run(steps.extended_query(proto, "SELECT $1, $2, $3", params))
         assert rows == [("chan", None, "it's \u00e9")]
         [sent] = server.sent
         assert sent == (
@@ -778,7 +778,7 @@ class TestQueryFlows:
         proto = ready_protocol()
         server = ScriptedServer(error("42P01", 'relation "t" does not exist') + ready())
         with pytest.raises(ProgrammingError) as info:
-            server.run(flows.extended_query(proto, "SELECT * FROM t WHERE x = $1", ["1"]))
+            server.run(steps.extended_query(proto, "SELECT * FROM t WHERE x = $1", ["1"]))
         assert info.value.sqlstate == "42P01"
         assert proto.state is State.READY
 
@@ -786,7 +786,7 @@ class TestQueryFlows:
 class TestNegotiateTLS:
     @staticmethod
     def answer(data: bytes) -> bool:
-        step = flows.negotiate_tls()
+        step = steps.negotiate_tls()
         assert step.send(None) == frontend.ssl_request()
         assert step.send(None) is None
         with pytest.raises(StopIteration) as stop:

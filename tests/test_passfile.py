@@ -10,8 +10,8 @@ from typing import Dict, Iterator, Optional
 
 import pytest
 
-from pgwire_pubsub import passfile
 from pgwire_pubsub.conninfo import ConnParams, make_params
+from pgwire_pubsub.conninfo import _passfile as passfile
 
 DEFAULT_DIR = "/var/run/postgresql"
 

@@ -20,9 +20,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from wirebytes import notify
 
 from pgwire_pubsub import Dropped, Notify, Reconnected
-from pgwire_pubsub.events import QueueItem, _Overflowed
 from pgwire_pubsub.protocol import pending as pending_module
 from pgwire_pubsub.protocol.decoder import Decoder
+from pgwire_pubsub.protocol.events import QueueItem, _Overflowed
 from pgwire_pubsub.protocol.pending import RUN_START, Pending
 
 SENDERS = [(7, "a"), (8, "a"), (7, "b")]

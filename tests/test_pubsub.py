@@ -22,10 +22,10 @@ from pgwire_pubsub import (
     ProtocolViolation,
     PubSub,
 )
-from pgwire_pubsub.client import Connection, connect_raw
-from pgwire_pubsub.events import Event
-from pgwire_pubsub.protocol import bulk
+from pgwire_pubsub._blocking.connection import Connection, connect_raw
+from pgwire_pubsub.protocol import _bulk as bulk
 from pgwire_pubsub.protocol import decoder as decoder_module
+from pgwire_pubsub.protocol.events import Event
 
 TIMEOUT = 10  # seconds: a failure guard, never a performance target
 

@@ -11,8 +11,8 @@ import pytest
 from pgcluster import Server
 
 import pgwire_pubsub as pgpubsub
-from pgwire_pubsub import scram
-from pgwire_pubsub.scram import ScramClient, ScramError, saslprep
+from pgwire_pubsub.protocol import scram
+from pgwire_pubsub.protocol.scram import ScramClient, ScramError, saslprep
 
 # RFC 7677, section 3.
 NONCE = "rOprNGfwEbeRWgbNEkqO"

@@ -11,10 +11,10 @@ from typing import Iterator
 
 import pytest
 
-from pgwire_pubsub import servicefile
+from pgwire_pubsub.conninfo import _servicefile as servicefile
 from pgwire_pubsub.conninfo import make_params
+from pgwire_pubsub.conninfo._options import KNOWN
 from pgwire_pubsub.errors import ProgrammingError
-from pgwire_pubsub.options import KNOWN
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,7 @@ from pgcluster import Server
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import Notify, PubSub
-from pgwire_pubsub.client import Connection, connect_raw
+from pgwire_pubsub._blocking.connection import Connection, connect_raw
 
 TIMEOUT = 10.0  # seconds: a failure guard, never a performance target
 CHANNELS = ("stream_plain", "Stream MixedCase", "поток_通道_ünï 📣")

@@ -22,9 +22,9 @@ from wirebytes import notification_size, unread_bytes
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import InterfaceError, Notify, OperationalError, PubSub, ReconnectPolicy
-from pgwire_pubsub import transport as transport_module
-from pgwire_pubsub.events import Event
-from pgwire_pubsub.transport import Transport
+from pgwire_pubsub._blocking import socketio as socketio_module
+from pgwire_pubsub._blocking.socketio import SocketIO
+from pgwire_pubsub.protocol.events import Event
 
 TIMEOUT = 10.0  # seconds: a failure guard, never a performance target
 PROMPT = 2.0  # "promptly": a woken call ends well within this
@@ -522,17 +522,17 @@ def test_close_from_another_thread_wakes_a_running_command(
 
 
 @pytest.fixture
-def loaded_transport() -> Iterator[Transport]:
+def loaded_transport() -> Iterator[SocketIO]:
     """A transport over a socket pair whose far end has sent some bytes."""
     near, far = socket.socketpair()
     far.sendall(b"some bytes")
-    yield Transport(near)
+    yield SocketIO(near)
     near.close()
     far.close()
 
 
 def test_a_handler_raising_as_the_mask_changes_leaves_it_as_it_was(
-    monkeypatch: pytest.MonkeyPatch, loaded_transport: Transport
+    monkeypatch: pytest.MonkeyPatch, loaded_transport: SocketIO
 ) -> None:
     """pthread_sigmask runs the handlers of signals already due after changing the mask;
     one that raises there must not leave Ctrl-C and SIGTERM blocked for good."""
@@ -545,7 +545,7 @@ def test_a_handler_raising_as_the_mask_changes_leaves_it_as_it_was(
         return previous
 
     before = real(signal.SIG_BLOCK, ())
-    monkeypatch.setattr(transport_module, "_sigmask", due_handler_raises)
+    monkeypatch.setattr(socketio_module, "_sigmask", due_handler_raises)
     taken: List[bytes] = []
     with pytest.raises(KeyboardInterrupt):
         loaded_transport.take_in(taken.append)
@@ -565,12 +565,12 @@ def skipped_restore(monkeypatch: pytest.MonkeyPatch) -> Any:
             raise KeyboardInterrupt
         return real(how, mask)
 
-    monkeypatch.setattr(transport_module, "_sigmask", handler_runs_first)
+    monkeypatch.setattr(socketio_module, "_sigmask", handler_runs_first)
     return real
 
 
 def test_a_restore_skipped_by_an_interrupt_is_done_later(
-    monkeypatch: pytest.MonkeyPatch, loaded_transport: Transport
+    monkeypatch: pytest.MonkeyPatch, loaded_transport: SocketIO
 ) -> None:
     real = skipped_restore(monkeypatch)
     before = real(signal.SIG_BLOCK, ())
@@ -599,7 +599,7 @@ def test_a_call_puts_back_a_mask_an_interrupt_left_held(
     assert pubsub.conn.execute("SELECT 2") == [("2",)]
 
 
-def test_an_interrupt_while_bytes_are_taken_in_is_marked(loaded_transport: Transport) -> None:
+def test_an_interrupt_while_bytes_are_taken_in_is_marked(loaded_transport: SocketIO) -> None:
     """As when another thread took the signal: the mask is put back, and ``receiving``
     stays set so that the connection is marked lost."""
     before = signal.pthread_sigmask(signal.SIG_BLOCK, ())
@@ -614,7 +614,7 @@ def test_an_interrupt_while_bytes_are_taken_in_is_marked(loaded_transport: Trans
     assert loaded_transport.receiving
 
 
-def test_bytes_taken_in_normally(loaded_transport: Transport) -> None:
+def test_bytes_taken_in_normally(loaded_transport: SocketIO) -> None:
     taken: List[bytes] = []
     assert loaded_transport.take_in(taken.append) is None
     assert taken == [b"some bytes"]

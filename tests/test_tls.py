@@ -35,12 +35,13 @@ from certmaker import der_of as der_of  # re-exported: test_channel_binding impo
 from fakeserver import FakeConn, FakeServer
 from pgcluster import CERT_USER, Cluster, Server
 
-from pgwire_pubsub import tls, tlsfiles
-from pgwire_pubsub.auth import Authenticator
-from pgwire_pubsub.client import connect_raw
+from pgwire_pubsub import tls
+from pgwire_pubsub._blocking.connection import connect_raw
 from pgwire_pubsub.errors import OperationalError, ProgrammingError
-from pgwire_pubsub.protocol import flows, frontend
-from pgwire_pubsub.protocol.machine import Protocol
+from pgwire_pubsub.protocol import frontend, steps
+from pgwire_pubsub.protocol.auth import Authenticator
+from pgwire_pubsub.protocol.machine import Machine
+from pgwire_pubsub.tls import _files as tlsfiles
 
 T = TypeVar("T")
 Row = Tuple[Optional[str], ...]
@@ -100,7 +101,7 @@ class Session:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.proto = Protocol()
+        self.proto = Machine()
         self.sent: List[bytes] = []
         self.auth: Optional[Authenticator] = None
 
@@ -141,10 +142,10 @@ class Session:
     ) -> None:
         self.auth = self.authenticator(user, password, **auth_kwargs)
         parameters = {"user": user, "database": dbname, "client_encoding": "UTF8"}
-        self.run(flows.startup(self.proto, parameters, self.auth))
+        self.run(steps.startup(self.proto, parameters, self.auth))
 
     def query(self, sql: str) -> List[Row]:
-        return self.run(flows.simple_query(self.proto, sql))
+        return self.run(steps.simple_query(self.proto, sql))
 
     def close(self) -> None:
         try:

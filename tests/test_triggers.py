@@ -11,7 +11,7 @@ from pgcluster import PsqlError, Server, lit
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import Notify, ProgrammingError, PubSub
-from pgwire_pubsub.client import Connection, connect_raw
+from pgwire_pubsub._blocking.connection import Connection, connect_raw
 from pgwire_pubsub.triggers import (
     TRIGGER_NAME,
     create_table_notify_trigger,

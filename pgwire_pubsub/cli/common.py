@@ -12,10 +12,10 @@ import threading
 from types import FrameType
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..client import Connection
+from .._blocking.connection import Connection
+from .._pubsub import PubSub
 from ..conninfo import ConnParams, make_params
 from ..errors import Error, NotSupportedError, ProgrammingError
-from ..pubsub import PubSub
 
 PROG = "pgwire-pubsub"
 

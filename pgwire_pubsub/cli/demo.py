@@ -11,10 +11,10 @@ import time
 from typing import Any, Iterator, List
 
 from .. import localserver, triggers
+from .._pubsub import PubSub, quote_ident
 from ..conninfo import ConnParams, make_params
 from ..errors import DatabaseError, Error
 from ..protocol.messages import Notify
-from ..pubsub import PubSub, quote_ident
 from .common import (
     EXIT_OK,
     Failure,

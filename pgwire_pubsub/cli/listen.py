@@ -9,11 +9,11 @@ import sys
 import time
 from typing import Any, Optional
 
-from ..channels import check_channel
+from .._pubsub import PubSub
+from .._shared.channels import check_channel
 from ..errors import Error
-from ..events import Reconnected
+from ..protocol.events import Reconnected
 from ..protocol.messages import Notify
-from ..pubsub import PubSub
 from .common import (
     EXIT_OK,
     Failure,

@@ -9,7 +9,7 @@ import select
 import sys
 from typing import IO, Any, Deque, Iterator, List, Optional
 
-from ..channels import check_channel, check_payload
+from .._shared.channels import check_channel, check_payload
 from ..errors import Error
 from .common import (
     EXIT_OK,

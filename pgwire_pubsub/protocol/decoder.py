@@ -17,8 +17,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import ProtocolViolation
 from . import messages as m
-from .bodies import PARSERS, Malformed
-from .bulk import take_run
+from ._bodies import PARSERS, Malformed
+from ._bulk import take_run
 from .pending import RUN_START, Pending, Run
 
 # libpq's rule: only these message types may be long; any other over 30000

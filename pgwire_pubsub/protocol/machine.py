@@ -5,7 +5,7 @@ No sockets, clocks or threads here.  The caller sends the bytes that the
 ``receive_data``.  Asynchronous messages (NotificationResponse,
 NoticeResponse, ParameterStatus) are taken care of here, in any state,
 before the per-state rules apply; everything else is queued for the
-protocol step that waits for it (see ``flows``).
+protocol step that waits for it (see ``steps``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from ..errors import (
     ProtocolViolation,
     error_from_fields,
 )
-from ..events import Bound
 from . import frontend
 from . import messages as m
 from .decoder import Decoder
+from .events import Bound
 from .pending import Pending
 
 logger = logging.getLogger("pgwire_pubsub")
@@ -96,7 +96,7 @@ def format_notice(fields: Mapping[str, str]) -> str:
     return f"{severity}:  {fields.get('M', '')}\n"
 
 
-class Protocol:
+class Machine:
     """One PostgreSQL session's protocol state, fed bytes from any I/O layer."""
 
     def __init__(self) -> None:

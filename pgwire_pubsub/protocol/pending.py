@@ -26,7 +26,7 @@ from collections import deque
 from itertools import islice, repeat
 from typing import Any, Callable, Deque, Iterable, Iterator, List, Tuple, Union
 
-from ..events import QueueItem
+from .events import QueueItem
 from .messages import Notify
 
 Run = List[Any]  # [cursor, first Notify, payload, payload...]

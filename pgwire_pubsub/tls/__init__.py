@@ -20,23 +20,24 @@ import ssl
 import warnings
 from typing import Optional, Tuple
 
+from ..errors import OperationalError, ProgrammingError
+
 # Read from the server certificate (certs), and part of this module's interface too.
-from .certs import CHANNEL_BINDING_TYPE as CHANNEL_BINDING_TYPE
-from .certs import SSLSocketLike as SSLSocketLike
-from .certs import certificate_hash as certificate_hash
-from .certs import channel_binding_data as channel_binding_data
-from .certs import check_hostname as check_hostname
-from .certs import match_hostname as match_hostname
-from .errors import OperationalError, ProgrammingError
+from ._certs import CHANNEL_BINDING_TYPE as CHANNEL_BINDING_TYPE
+from ._certs import SSLSocketLike as SSLSocketLike
+from ._certs import certificate_hash as certificate_hash
+from ._certs import channel_binding_data as channel_binding_data
+from ._certs import check_hostname as check_hostname
+from ._certs import match_hostname as match_hostname
 
 # The files libpq reads (tlsfiles), and part of this module's interface too.
-from .tlsfiles import SYSTEM_ROOTS as SYSTEM_ROOTS
-from .tlsfiles import check_key_file_permissions as check_key_file_permissions
-from .tlsfiles import default_client_cert as default_client_cert
-from .tlsfiles import default_client_key as default_client_key
-from .tlsfiles import default_crl as default_crl
-from .tlsfiles import default_root_cert as default_root_cert
-from .tlsfiles import load_client_cert, load_root_certs
+from ._files import SYSTEM_ROOTS as SYSTEM_ROOTS
+from ._files import check_key_file_permissions as check_key_file_permissions
+from ._files import default_client_cert as default_client_cert
+from ._files import default_client_key as default_client_key
+from ._files import default_crl as default_crl
+from ._files import default_root_cert as default_root_cert
+from ._files import load_client_cert, load_root_certs
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _VERIFYING = ("verify-ca", "verify-full")

@@ -16,7 +16,7 @@ import stat
 import sys
 from typing import List, Optional
 
-from .errors import OperationalError
+from ..errors import OperationalError
 
 SYSTEM_ROOTS = "system"  # sslrootcert=system: the system's trusted CAs (libpq 16)
 

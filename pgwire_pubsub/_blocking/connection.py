@@ -1,4 +1,4 @@
-"""The blocking connection: the session's API over a ``Transport`` and the protocol core.
+"""The blocking connection: the session's API over a ``SocketIO`` and the protocol core.
 
 Opening the session (hosts, TLS, authentication) is ``connector``'s job; all
 protocol decisions live in ``protocol``.  This module runs commands, waits
@@ -15,14 +15,14 @@ import time
 from types import FrameType
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
+from ..conninfo import ConnParams, make_params
+from ..errors import InterfaceError, NotSupportedError, OperationalError
+from ..protocol import steps
+from ..protocol.events import Bound
+from ..protocol.machine import State
+from ..protocol.pending import Pending
 from .connector import open_session
-from .conninfo import ConnParams, make_params
-from .errors import InterfaceError, NotSupportedError, OperationalError
-from .events import Bound
-from .protocol import flows
-from .protocol.machine import State
-from .protocol.pending import Pending
-from .transport import Transport, Woken, socket_error
+from .socketio import SocketIO, Woken, socket_error
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ class Connection:
         self.params = params
         self._lost: Optional[OperationalError] = None
         self.closed = 0
-        self._transport: Optional[Transport] = None
+        self._transport: Optional[SocketIO] = None
         self._claim: Dict[int, Tuple[int, object]] = {}  # key 0: the call in progress
         self._closing = threading.Lock()
         self._close_requested = False
@@ -57,10 +57,10 @@ class Connection:
 
     # -- the driver ------------------------------------------------------
 
-    def _run(self, step: flows.Step[T], deadline: Optional[float] = None) -> T:
+    def _run(self, step: steps.Step[T], deadline: Optional[float] = None) -> T:
         return self._call(lambda transport: transport.run(step, self._proto, deadline))
 
-    def _call(self, body: Callable[[Transport], T]) -> T:
+    def _call(self, body: Callable[[SocketIO], T]) -> T:
         """``body(transport)``, one call at a time; failures leave the connection marked.
 
         Plain try/finally rather than a context manager generator: an interrupt landing
@@ -73,7 +73,7 @@ class Connection:
             raise self._refusal()
         try:
             if self._proto.state is State.BUSY or self._proto.has_queued_replies:
-                transport.run(flows.drain(self._proto), self._proto)  # after an interrupt
+                transport.run(steps.drain(self._proto), self._proto)  # after an interrupt
             return body(transport)
         except Woken:
             self._finish_close()
@@ -158,7 +158,7 @@ class Connection:
             self._transport.close()
             self._transport = None
 
-    def _check_open(self) -> Transport:
+    def _check_open(self) -> SocketIO:
         if self.closed == 1 or self._close_requested:
             raise InterfaceError("connection already closed")
         if self._lost is not None:
@@ -172,15 +172,15 @@ class Connection:
         """Run SQL; with ``params`` ($1, $2... as text), one statement by the extended protocol."""
         try:
             if params is None:
-                return self._run(flows.simple_query(self._proto, sql))
-            return self._run(flows.extended_query(self._proto, sql, params))
+                return self._run(steps.simple_query(self._proto, sql))
+            return self._run(steps.extended_query(self._proto, sql, params))
         finally:
             if self._proto.parameters.get("client_encoding", "UTF8") != "UTF8" and not self.closed:
                 self._restore_utf8()
 
     def _restore_utf8(self) -> None:
         changed = self._proto.parameters.get("client_encoding")
-        self._run(flows.simple_query(self._proto, "SET client_encoding TO 'UTF8'"))
+        self._run(steps.simple_query(self._proto, "SET client_encoding TO 'UTF8'"))
         raise NotSupportedError(
             f"client_encoding was changed to {changed}; pgwire_pubsub always speaks UTF8 "
             "(every str is sent and received as Unicode), so it has been set back to UTF8"
@@ -210,12 +210,12 @@ class Connection:
         """A round trip to the server; a lost connection (or no answer within ``timeout``
         seconds, which closes the connection) raises ``OperationalError``."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._run(flows.ping(self._proto), deadline)
+        self._run(steps.ping(self._proto), deadline)
 
     def listening_channels(self, timeout: Optional[float] = None) -> List[str]:
         """``pg_listening_channels()``: the channels this session listens on."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        return self._run(flows.listening_channels(self._proto), deadline)
+        return self._run(steps.listening_channels(self._proto), deadline)
 
     @property
     def idle_seconds(self) -> float:
@@ -245,7 +245,7 @@ class Connection:
             if not self._proto.notifications.items:
                 raise error from None
 
-    def _take_in(self, transport: Transport, timeout: Optional[float]) -> None:
+    def _take_in(self, transport: SocketIO, timeout: Optional[float]) -> None:
         if transport.wait_readable(timeout):
             transport.take_in(self._proto.receive_data)
 

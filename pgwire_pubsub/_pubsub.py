@@ -8,13 +8,19 @@ import threading
 import time
 from typing import Any, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
-from .channels import check_channel, check_payload, notify_statement, quote_ident, text_array
-from .client import Connection, connect_raw
+from ._blocking.connection import Connection, connect_raw
+from ._shared.channels import (
+    check_channel,
+    check_payload,
+    notify_statement,
+    quote_ident,
+    text_array,
+)
+from ._shared.reconnect import ReconnectPolicy
 from .conninfo import make_params
 from .errors import DatabaseError, InterfaceError, OperationalError
-from .events import Bound, Event, Reconnected, _Overflowed, check_bound_options
+from .protocol.events import Bound, Event, Reconnected, _Overflowed, check_bound_options
 from .protocol.pending import Pending
-from .reconnect import ReconnectPolicy
 
 __all__ = ["PubSub", "connect", "quote_ident"]
 

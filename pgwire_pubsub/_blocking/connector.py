@@ -1,7 +1,7 @@
 """Opening a session as libpq does: every host and address in turn, TLS per sslmode,
 authentication, and the target_session_attrs check.
 
-``open_session`` returns a ready ``Transport`` and ``Protocol``; when every
+``open_session`` returns a ready ``SocketIO`` and ``Machine``; when every
 candidate fails, the ``OperationalError`` lists what each one answered.
 """
 
@@ -14,18 +14,18 @@ import ssl
 import time
 from typing import List, Optional, Tuple
 
-from . import tls
-from .auth import Authenticator
-from .conninfo import ConnParams, HostSpec
-from .errors import Error, OperationalError
-from .protocol import flows
-from .protocol.machine import Protocol
-from .transport import Transport, remaining
+from .. import tls
+from ..conninfo import ConnParams, HostSpec
+from ..errors import Error, OperationalError
+from ..protocol import steps
+from ..protocol.auth import Authenticator
+from ..protocol.machine import Machine
+from .socketio import SocketIO, remaining
 
 Address = Tuple[int, Tuple[object, ...]]  # (family, sockaddr)
 
 
-def open_session(params: ConnParams) -> Tuple[Transport, Protocol]:
+def open_session(params: ConnParams) -> Tuple[SocketIO, Machine]:
     hosts = list(params.hosts)
     shuffle = params.load_balance_hosts == "random"
     if shuffle:
@@ -84,19 +84,19 @@ def _addresses(host: HostSpec, shuffle: bool) -> List[Optional[Address]]:
 
 def _start(
     params: ConnParams, host: HostSpec, address: Optional[Address], wanted: str
-) -> Tuple[Transport, Protocol]:
+) -> Tuple[SocketIO, Machine]:
     """One address, all the way to a session that meets ``wanted``; the error names it."""
     deadline = None
     if params.connect_timeout is not None:
         deadline = time.monotonic() + params.connect_timeout
     plan = tls.attempts(params.sslmode, host.uses_unix_socket)
     for number, want_tls in enumerate(plan, 1):
-        transport: Optional[Transport] = None
+        transport: Optional[SocketIO] = None
         try:
-            transport = Transport(_open_socket(params, host, address, deadline))
-            proto = Protocol()
+            transport = SocketIO(_open_socket(params, host, address, deadline))
+            proto = Machine()
             _secure_and_authenticate(params, host, transport, proto, want_tls, deadline)
-            reason = transport.run(flows.session_mismatch(proto, wanted), proto, deadline)
+            reason = transport.run(steps.session_mismatch(proto, wanted), proto, deadline)
             if reason is not None:
                 _say_goodbye(transport, proto)
                 raise OperationalError(reason)
@@ -164,8 +164,8 @@ def _set_keepalives(sock: socket.socket, params: ConnParams) -> None:
 def _secure_and_authenticate(
     params: ConnParams,
     host: HostSpec,
-    transport: Transport,
-    proto: Protocol,
+    transport: SocketIO,
+    proto: Machine,
     want_tls: bool,
     deadline: Optional[float],
 ) -> None:
@@ -186,7 +186,7 @@ def _secure_and_authenticate(
             host=None if host.uses_unix_socket else host.host,
             sslsni=params.sslsni,
         )
-        if direct or transport.run(flows.negotiate_tls(), proto, deadline):
+        if direct or transport.run(steps.negotiate_tls(), proto, deadline):
             _wrap(params, host, transport, context, direct, deadline)
             binding = tls.channel_binding_data(transport.sock)  # type: ignore[arg-type]
         elif tls.tls_required(params.sslmode):
@@ -200,13 +200,13 @@ def _secure_and_authenticate(
         require_auth=params.require_auth,
         tls_binding=binding,
     )
-    transport.run(flows.startup(proto, params.startup_parameters(), auth), proto, deadline)
+    transport.run(steps.startup(proto, params.startup_parameters(), auth), proto, deadline)
 
 
 def _wrap(
     params: ConnParams,
     host: HostSpec,
-    transport: Transport,
+    transport: SocketIO,
     context: ssl.SSLContext,
     direct: bool,
     deadline: Optional[float],
@@ -238,7 +238,7 @@ def _wrap(
         tls.check_direct_alpn(sslsock)
 
 
-def _say_goodbye(transport: Transport, proto: Protocol) -> None:
+def _say_goodbye(transport: SocketIO, proto: Machine) -> None:
     goodbye = proto.terminate()
     if goodbye:
         with contextlib.suppress(OSError, TimeoutError):

@@ -21,7 +21,7 @@ import os
 import stat
 from typing import List, Mapping, Optional
 
-from .servicefile import home_directory
+from ._servicefile import home_directory
 
 __all__ = ["DEFAULT_PORT", "default_path", "lookup"]
 

@@ -13,9 +13,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
 
-from .errors import OperationalError, ProgrammingError, ProtocolViolation
-from .protocol import frontend
-from .protocol import messages as m
+from ..errors import OperationalError, ProgrammingError, ProtocolViolation
+from . import frontend
+from . import messages as m
 from .scram import ScramClient, ScramError
 
 SCRAM_SHA_256 = "SCRAM-SHA-256"

@@ -46,11 +46,13 @@ import socket
 from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from . import dsnparse, passfile, servicefile
-from .auth import RequireAuth
-from .dsnparse import invalid_dsn
-from .errors import OperationalError
-from .options import (
+from ..errors import OperationalError
+from ..protocol.auth import RequireAuth
+from . import _dsn as dsnparse
+from . import _passfile as passfile
+from . import _servicefile as servicefile
+from ._dsn import invalid_dsn
+from ._options import (
     KNOWN,
     OPTIONS,
     PROTOCOL_RANK,

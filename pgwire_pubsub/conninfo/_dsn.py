@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from typing import Collection, Dict, List, Tuple
 
-from .errors import ProgrammingError
+from ..errors import ProgrammingError
 
 __all__ = ["invalid_dsn", "parse", "store"]
 

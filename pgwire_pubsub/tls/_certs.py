@@ -15,7 +15,7 @@ import socket
 import ssl
 from typing import Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
-from .errors import OperationalError
+from ..errors import OperationalError
 
 CHANNEL_BINDING_TYPE = "tls-server-end-point"  # RFC 5929, what PostgreSQL implements
 

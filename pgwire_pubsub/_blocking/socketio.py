@@ -11,9 +11,9 @@ import threading
 import time
 from typing import Any, Callable, Optional, TypeVar
 
-from .errors import OperationalError
-from .protocol import flows
-from .protocol.machine import Protocol
+from ..errors import OperationalError
+from ..protocol import steps
+from ..protocol.machine import Machine
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -52,7 +52,7 @@ class Woken(Exception):
     """Another thread (or a signal handler) asked the waiting one to stop."""
 
 
-class Transport:
+class SocketIO:
     """Moves bytes for protocol steps; waits with ``select`` (minding TLS-buffered bytes).
 
     ``wakeup`` is the reading end of a socket pair: a byte written to the
@@ -74,7 +74,7 @@ class Transport:
     def uses_tls(self) -> bool:
         return isinstance(self.sock, ssl.SSLSocket)
 
-    def run(self, step: flows.Step[T], proto: Protocol, deadline: Optional[float] = None) -> T:
+    def run(self, step: steps.Step[T], proto: Machine, deadline: Optional[float] = None) -> T:
         """Drive ``step`` to its end.  Socket failures mark ``proto`` lost and raise
         ``OperationalError``."""
         try:

@@ -8,9 +8,9 @@ import locale
 import re
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Tuple
 
-from .auth import RequireAuth, parse_require_auth
-from .dsnparse import invalid_dsn
-from .errors import NotSupportedError, ProgrammingError
+from ..errors import NotSupportedError, ProgrammingError
+from ..protocol.auth import RequireAuth, parse_require_auth
+from ._dsn import invalid_dsn
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 SSLNEGOTIATIONS = ("postgres", "direct")

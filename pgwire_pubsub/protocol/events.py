@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple, Optional, Union
 
-from .errors import Error
-from .protocol.messages import Notify
+from ..errors import Error
+from .messages import Notify
 
 if TYPE_CHECKING:
-    from .protocol.pending import Pending
+    from .pending import Pending
 
 
 class Reconnected(NamedTuple):

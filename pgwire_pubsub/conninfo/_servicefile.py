@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from typing import Collection, Dict, List, Mapping, Optional, Tuple
 
-from .errors import ProgrammingError
+from ..errors import ProgrammingError
 
 __all__ = ["SYSCONFDIR", "find_service", "home_directory", "read_service"]
 

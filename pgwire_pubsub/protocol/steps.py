@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Generator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
-from ..auth import Authenticator
 from ..errors import (
     DatabaseError,
     DataError,
@@ -21,7 +20,8 @@ from ..errors import (
 )
 from . import frontend
 from . import messages as m
-from .machine import Protocol, State
+from .auth import Authenticator
+from .machine import Machine, State
 
 T = TypeVar("T")
 Step = Generator[Optional[bytes], Optional[bytes], T]
@@ -29,7 +29,7 @@ Step = Generator[Optional[bytes], Optional[bytes], T]
 Row = Tuple[Optional[str], ...]
 
 
-def receive(proto: Protocol) -> Step[m.BackendMessage]:
+def receive(proto: Machine) -> Step[m.BackendMessage]:
     """The next message queued for a step, reading as much as that takes."""
     while True:
         message = proto.next_message()
@@ -67,7 +67,7 @@ def negotiate_tls() -> Step[bool]:
 _HINT = "is it a PostgreSQL server?"
 
 
-def startup(proto: Protocol, parameters: Mapping[str, str], auth: Authenticator) -> Step[None]:
+def startup(proto: Machine, parameters: Mapping[str, str], auth: Authenticator) -> Step[None]:
     """StartupMessage, authentication, and the session's parameters up to ReadyForQuery."""
     yield proto.start(parameters)
     authenticated = False
@@ -95,7 +95,7 @@ def startup(proto: Protocol, parameters: Mapping[str, str], auth: Authenticator)
             yield proto.send_auth(answer)
 
 
-def _collect(proto: Protocol) -> Step[List[Row]]:
+def _collect(proto: Machine) -> Step[List[Row]]:
     """Rows of a command until its ReadyForQuery; a server error is raised after it.
     (``receive`` inlined: every command runs this loop once per reply message.)"""
     rows: List[Row] = []
@@ -122,19 +122,19 @@ def _collect(proto: Protocol) -> Step[List[Row]]:
             return rows
 
 
-def simple_query(proto: Protocol, sql: str) -> Step[List[Row]]:
+def simple_query(proto: Machine, sql: str) -> Step[List[Row]]:
     """Run SQL with the simple protocol; rows of every result, as text."""
     yield proto.send_command(frontend.query(sql))
     return (yield from _collect(proto))
 
 
-def extended_query(proto: Protocol, sql: str, params: Sequence[Optional[str]]) -> Step[List[Row]]:
+def extended_query(proto: Machine, sql: str, params: Sequence[Optional[str]]) -> Step[List[Row]]:
     """Run one statement with text parameters: Parse, Bind, Execute, Sync in one write."""
     yield proto.send_command(frontend.run_unnamed(sql, params))
     return (yield from _collect(proto))
 
 
-def _read_only(proto: Protocol) -> Step[bool]:
+def _read_only(proto: Machine) -> Step[bool]:
     reported = proto.parameters
     if "in_hot_standby" in reported and "default_transaction_read_only" in reported:
         return "on" in (reported["in_hot_standby"], reported["default_transaction_read_only"])
@@ -142,14 +142,14 @@ def _read_only(proto: Protocol) -> Step[bool]:
     return bool(rows) and rows[0][0] == "on"
 
 
-def _standby(proto: Protocol) -> Step[bool]:
+def _standby(proto: Machine) -> Step[bool]:
     if "in_hot_standby" in proto.parameters:
         return proto.parameters["in_hot_standby"] == "on"
     rows = yield from simple_query(proto, "SELECT pg_catalog.pg_is_in_recovery()")
     return bool(rows) and rows[0][0] == "t"
 
 
-def session_mismatch(proto: Protocol, target: str) -> Step[Optional[str]]:
+def session_mismatch(proto: Machine, target: str) -> Step[Optional[str]]:
     """Why this session does not meet ``target_session_attrs``, or None when it does.
 
     As libpq: the values the server reports (PostgreSQL 14+) are used, and a
@@ -167,7 +167,7 @@ def session_mismatch(proto: Protocol, target: str) -> Step[Optional[str]]:
     return None
 
 
-def drain(proto: Protocol) -> Step[None]:
+def drain(proto: Machine) -> Step[None]:
     """Finish a command that was interrupted: discard its replies up to ReadyForQuery."""
     while proto.state is State.BUSY or proto.has_queued_replies:
         message = yield from receive(proto)
@@ -175,11 +175,11 @@ def drain(proto: Protocol) -> Step[None]:
             return
 
 
-def ping(proto: Protocol) -> Step[None]:
+def ping(proto: Machine) -> Step[None]:
     """The cheapest round trip: an empty query."""
     yield from simple_query(proto, "")
 
 
-def listening_channels(proto: Protocol) -> Step[List[str]]:
+def listening_channels(proto: Machine) -> Step[List[str]]:
     rows = yield from simple_query(proto, "SELECT pg_catalog.pg_listening_channels()")
     return [str(row[0]) for row in rows]

@@ -140,7 +140,7 @@ def test_raise_a_reconnected_marker_on_a_full_queue_is_not_an_overflow() -> None
     bound = Bound(3, "raise")
     queue = queue_of(notifies(0, 3), [RECONNECTED])
     bound.marker_added()  # as PubSub does when it queues the marker
-    bound.enforce(queue)  # what PubSub._reconnect / Connection.adopt_queue do
+    bound.enforce(queue)  # what PubSubCore._reconnect / Machine.adopt_queue do
     assert list(queue) == [*notifies(0, 3), RECONNECTED]
 
 

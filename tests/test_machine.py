@@ -118,19 +118,18 @@ class ScriptedServer:
         self.reads = list(reads)
         self.sent: List[bytes] = []
 
-    def run(self, step: Generator[Optional[bytes], Optional[bytes], T]) -> T:
-        value: Optional[bytes] = None
+    def run(self, step: Generator[Optional[bytes], None, T], machine: Machine) -> T:
+        """Drive ``step``, feeding ``machine`` the next chunk whenever the step waits."""
         while True:
             try:
-                request = step.send(value)
+                request = step.send(None)
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
             if request is None:
-                value = self.reads.pop(0) if self.reads else b""
+                machine.receive_data(self.reads.pop(0) if self.reads else b"")
             else:
                 assert isinstance(request, bytes)
                 self.sent.append(request)
-                value = None
 
 
 def split_frontend(data: bytes) -> List[bytes]:
@@ -535,7 +534,7 @@ class TestStartupFlow:
         proto = Machine()
         server = ScriptedServer(auth_md5(b"\x01\x02\x03\x04"), AFTER_AUTH, bytewise=bytewise)
         result = server.run(
-            steps.startup(proto, STARTUP_PARAMS, Authenticator("alice", "s3cret"))
+            steps.startup(proto, STARTUP_PARAMS, Authenticator("alice", "s3cret")), proto
         )
         assert result is None
         assert server.sent == [
@@ -552,21 +551,21 @@ class TestStartupFlow:
     def test_cleartext(self) -> None:
         proto = Machine()
         server = ScriptedServer(auth_cleartext(), AFTER_AUTH)
-        server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", "pw")))
+        server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", "pw")), proto)
         assert server.sent[1] == b"p\0\0\0\x07pw\0"
         assert proto.state is State.READY
 
     def test_trust(self) -> None:
         proto = Machine()
         server = ScriptedServer(AFTER_AUTH)
-        server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", None)))
+        server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", None)), proto)
         assert len(server.sent) == 1
         assert proto.state is State.READY
 
     def test_negotiate_protocol_version_is_skipped(self) -> None:
         proto = Machine()
         server = ScriptedServer(msg(b"v", i32(0) + i32(1) + cstr("_pq_.x")) + AFTER_AUTH)
-        server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", None)))
+        server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", None)), proto)
         assert proto.state is State.READY
 
     def test_fatal_error(self) -> None:
@@ -575,7 +574,7 @@ class TestStartupFlow:
             auth_cleartext(), error("28P01", "password authentication failed", "FATAL")
         )
         with pytest.raises(OperationalError) as info:
-            server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", "bad")))
+            server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", "bad")), proto)
         assert info.value.sqlstate == "28P01"
         assert proto.state is State.CLOSED
 
@@ -583,7 +582,7 @@ class TestStartupFlow:
         proto = Machine()
         server = ScriptedServer(error("3D000", 'database "nope" does not exist', "FATAL"))
         with pytest.raises(OperationalError) as info:
-            server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", None)))
+            server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", None)), proto)
         assert info.value.sqlstate == "3D000"
         assert "nope" in str(info.value)
         assert proto.state is State.CLOSED
@@ -592,13 +591,14 @@ class TestStartupFlow:
         proto = Machine()
         server = ScriptedServer(auth_ok())
         with pytest.raises(OperationalError, match="server closed the connection"):
-            server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", None)))
+            server.run(steps.startup(proto, {"user": "bob"}, Authenticator("bob", None)), proto)
         assert proto.state is State.CLOSED
 
     def test_unsupported_method(self) -> None:
         server = ScriptedServer(msg(b"R", i32(7)))
         with pytest.raises(OperationalError, match="GSSAPI"):
-            server.run(steps.startup(Machine(), {"user": "u"}, Authenticator("u", "p")))
+            machine = Machine()
+            server.run(steps.startup(machine, {"user": "u"}, Authenticator("u", "p")), machine)
 
     @pytest.mark.parametrize(
         "script",
@@ -612,7 +612,7 @@ class TestStartupFlow:
         proto = Machine()
         server = ScriptedServer(*script)
         with pytest.raises(OperationalError):
-            server.run(steps.startup(proto, {"user": "u"}, Authenticator("u", "pencil")))
+            server.run(steps.startup(proto, {"user": "u"}, Authenticator("u", "pencil")), proto)
 
 
 class TestQueryFlows:
@@ -628,7 +628,7 @@ class TestQueryFlows:
             + ready("T"),
             bytewise=bytewise,
         )
-        rows = server.run(steps.simple_query(proto, "SELECT a, b FROM t"))
+        rows = server.run(steps.simple_query(proto, "SELECT a, b FROM t"), proto)
         assert rows == [("1", "x"), (None, "\u00e9\U0001f600"), ("", None)]
         assert server.sent == [frontend.query("SELECT a, b FROM t")]
         assert proto.state is State.READY
@@ -643,14 +643,14 @@ class TestQueryFlows:
             + row_description("b") + data_row(b"2") + command_complete("SELECT 1")
             + ready()
         )
-        assert server.run(steps.simple_query(proto, "SELECT 1; LISTEN c; SELECT 2")) == [
+        assert server.run(steps.simple_query(proto, "SELECT 1; LISTEN c; SELECT 2"), proto) == [
             ("1",),
             ("2",),
         ]
 
     def test_empty_query(self) -> None:
         proto = ready_protocol()
-        assert ScriptedServer(EMPTY_QUERY + ready()).run(steps.simple_query(proto, "")) == []
+        assert ScriptedServer(EMPTY_QUERY + ready()).run(steps.simple_query(proto, ""), proto) == []
         assert proto.state is State.READY
 
     def test_server_error_is_raised_after_ready_for_query(self) -> None:
@@ -659,17 +659,19 @@ class TestQueryFlows:
         assert step.send(None) == frontend.query("SELEC 1")
         assert step.send(None) is None  # waiting for the answer
         # The error arrives: the step holds it back and keeps reading.
-        assert step.send(error("42601", 'syntax error at or near "SELEC"')) is None
+        proto.receive_data(error("42601", 'syntax error at or near "SELEC"'))
+        assert step.send(None) is None
         assert proto.state is State.BUSY
+        proto.receive_data(ready("I"))
         with pytest.raises(ProgrammingError) as info:
-            step.send(ready("I"))
+            step.send(None)
         assert info.value.sqlstate == "42601"
         assert state_of(proto) is State.READY
         # The connection is usable again.
         server = ScriptedServer(
             row_description("x") + data_row(b"1") + command_complete("S") + ready()
         )
-        assert server.run(steps.simple_query(proto, "SELECT 1")) == [("1",)]
+        assert server.run(steps.simple_query(proto, "SELECT 1"), proto) == [("1",)]
 
     def test_error_after_some_rows(self) -> None:
         proto = ready_protocol()
@@ -678,7 +680,7 @@ class TestQueryFlows:
             ready("E"),
         )
         with pytest.raises(DatabaseError) as info:
-            server.run(steps.simple_query(proto, "SELECT 1/x FROM t"))
+            server.run(steps.simple_query(proto, "SELECT 1/x FROM t"), proto)
         assert info.value.sqlstate == "22012"
         assert server.reads == []
         assert proto.state is State.READY
@@ -699,7 +701,7 @@ class TestQueryFlows:
             notice("between") + notify(12, "c", "4") + ready(),
             bytewise=bytewise,
         )
-        assert server.run(steps.simple_query(proto, "SELECT x FROM t")) == [("1",), ("2",)]
+        assert server.run(steps.simple_query(proto, "SELECT x FROM t"), proto) == [("1",), ("2",)]
         assert [(n.pid, n.payload) for n in queued(proto)] == [
             (10, "0"),
             (10, "1"),
@@ -714,9 +716,11 @@ class TestQueryFlows:
         step = steps.simple_query(proto, "LISTEN c")
         step.send(None)
         assert step.send(None) is None
-        assert step.send(command_complete("LISTEN") + notify(1, "c", "x")) is None
+        proto.receive_data(command_complete("LISTEN") + notify(1, "c", "x"))
+        assert step.send(None) is None
+        proto.receive_data(ready())
         with pytest.raises(StopIteration) as stop:
-            step.send(ready())
+            step.send(None)
         assert stop.value.value == []
         assert list(proto.notifications) == [m.Notify(1, "c", "x")]
 
@@ -724,14 +728,14 @@ class TestQueryFlows:
         proto = ready_protocol()
         server = ScriptedServer(row_description("x") + data_row(b"1"))
         with pytest.raises(OperationalError, match="server closed the connection"):
-            server.run(steps.simple_query(proto, "SELECT 1"))
+            server.run(steps.simple_query(proto, "SELECT 1"), proto)
         assert proto.state is State.CLOSED
 
     def test_fatal_error_during_a_query_explains_the_end(self) -> None:
         proto = ready_protocol()
         server = ScriptedServer(row_description("x") + error(*TERMINATED))
         with pytest.raises(OperationalError) as info:
-            server.run(steps.simple_query(proto, "SELECT pg_sleep(10)"))
+            server.run(steps.simple_query(proto, "SELECT pg_sleep(10)"), proto)
         assert info.value.sqlstate == "57P01"
 
     def test_query_refused_unless_ready(self) -> None:
@@ -747,7 +751,7 @@ class TestQueryFlows:
             row_description("x") + bad_row + command_complete("SELECT 1") + ready()
         )
         with pytest.raises(Error):
-            server.run(steps.simple_query(proto, "SELECT x FROM t"))
+            server.run(steps.simple_query(proto, "SELECT x FROM t"), proto)
         assert proto.state is State.READY
 
     @pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
@@ -762,7 +766,7 @@ class TestQueryFlows:
             + ready(),
             bytewise=bytewise,
         )
-        rows = server.run(steps.extended_query(proto, "SELECT $1, $2, $3", params))
+        rows = server.run(steps.extended_query(proto, "SELECT $1, $2, $3", params), proto)
         assert rows == [("chan", None, "it's \u00e9")]
         [sent] = server.sent
         assert sent == (
@@ -778,7 +782,7 @@ class TestQueryFlows:
         proto = ready_protocol()
         server = ScriptedServer(error("42P01", 'relation "t" does not exist') + ready())
         with pytest.raises(ProgrammingError) as info:
-            server.run(steps.extended_query(proto, "SELECT * FROM t WHERE x = $1", ["1"]))
+            server.run(steps.extended_query(proto, "SELECT * FROM t WHERE x = $1", ["1"]), proto)
         assert info.value.sqlstate == "42P01"
         assert proto.state is State.READY
 
@@ -786,11 +790,14 @@ class TestQueryFlows:
 class TestNegotiateTLS:
     @staticmethod
     def answer(data: bytes) -> bool:
-        step = steps.negotiate_tls()
+        machine = Machine()
+        step = steps.negotiate_tls(machine)
         assert step.send(None) == frontend.ssl_request()
         assert step.send(None) is None
+        machine.receive_data(data)  # what the driver does with what came
         with pytest.raises(StopIteration) as stop:
-            step.send(data)
+            step.send(None)
+        assert machine.state is State.NEW  # ready for the startup, over TLS or not
         return stop.value.value  # type: ignore[no-any-return]
 
     def test_accepted(self) -> None:

@@ -9,7 +9,7 @@ from pgcluster import Server
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import Notify, PubSub
-from pgwire_pubsub import _pubsub as pubsub_module
+from pgwire_pubsub._shared import pubsub as pubsub_module
 from pgwire_pubsub._shared.channels import text_array
 
 TIMEOUT = 10  # seconds: a failure guard only

@@ -121,7 +121,8 @@ def psql_burst(server: Cluster, channel: str, first: int, last: int) -> List[Not
 
 
 def listening(ps: PubSub) -> Set[str]:
-    return set(ps.conn.listening_channels(GUARD))
+    rows = ps.conn.run_within("SELECT pg_catalog.pg_listening_channels()", None, GUARD)
+    return {row[0] for row in rows}
 
 
 def next_event(ps: PubSub, timeout: float = GUARD) -> Any:

@@ -25,6 +25,7 @@ from pgwire_pubsub import InterfaceError, Notify, OperationalError, PubSub, Reco
 from pgwire_pubsub._blocking import socketio as socketio_module
 from pgwire_pubsub._blocking.socketio import SocketIO
 from pgwire_pubsub.protocol.events import Event
+from pgwire_pubsub.protocol.machine import Machine
 
 TIMEOUT = 10.0  # seconds: a failure guard, never a performance target
 PROMPT = 2.0  # "promptly": a woken call ends well within this
@@ -526,7 +527,7 @@ def loaded_transport() -> Iterator[SocketIO]:
     """A transport over a socket pair whose far end has sent some bytes."""
     near, far = socket.socketpair()
     far.sendall(b"some bytes")
-    yield SocketIO(near)
+    yield SocketIO(near, Machine())
     near.close()
     far.close()
 

@@ -110,16 +110,16 @@ class Session:
         assert isinstance(self.sock, ssl.SSLSocket)
         return self.sock
 
-    def run(self, step: Generator[Optional[bytes], Optional[bytes], T]) -> T:
+    def run(self, step: Generator[Optional[bytes], None, T]) -> T:
         try:
             out = next(step)
             while True:
                 if out is None:
-                    out = step.send(self.sock.recv(1 << 16))
+                    self.proto.receive_data(self.sock.recv(1 << 16))
                 else:
                     self.sent.append(out)
                     self.sock.sendall(out)
-                    out = step.send(None)
+                out = step.send(None)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 

@@ -1,8 +1,9 @@
 """The blocking connection: the session's API over a ``SocketIO`` and the protocol core.
 
-Opening the session (hosts, TLS, authentication) is ``connector``'s job; all
-protocol decisions live in ``protocol``.  This module runs commands, waits
-for notifications and turns failures into a connection marked lost.
+Opening the session (hosts, TLS, authentication) is the shared procedure that
+``opener`` runs; all protocol decisions live in ``protocol``.  This module runs
+commands one call at a time (any thread, with ``close()`` from anywhere), waits
+for notifications, and turns failures into a connection marked lost.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ import time
 from types import FrameType
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
+from .._shared.session import SessionView
 from ..conninfo import ConnParams, make_params
-from ..errors import InterfaceError, NotSupportedError, OperationalError
+from ..errors import InterfaceError, OperationalError
 from ..protocol import steps
-from ..protocol.events import Bound
 from ..protocol.machine import State
-from ..protocol.pending import Pending
-from .connector import open_session
+from .opener import Opener
 from .socketio import SocketIO, Woken, socket_error
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ T = TypeVar("T")
 TERMINATE_TIMEOUT = 2.0
 
 
-class Connection:
+class Connection(SessionView):
     """One PostgreSQL session over TCP, a Unix socket or TLS.
 
     ``closed`` is 0 while open, 1 after ``close()``, 2 once the connection is
@@ -48,7 +48,7 @@ class Connection:
         self._close_requested = False
         self._wake_reader, self._wake_writer = socket.socketpair()
         try:
-            self._transport, self._proto = open_session(params)
+            self._transport, self.machine = Opener().open(params)
         except BaseException:
             self._wake_reader.close()
             self._wake_writer.close()
@@ -58,7 +58,7 @@ class Connection:
     # -- the driver ------------------------------------------------------
 
     def _run(self, step: steps.Step[T], deadline: Optional[float] = None) -> T:
-        return self._call(lambda transport: transport.run(step, self._proto, deadline))
+        return self._call(lambda transport: transport.run(step, deadline))
 
     def _call(self, body: Callable[[SocketIO], T]) -> T:
         """``body(transport)``, one call at a time; failures leave the connection marked.
@@ -72,14 +72,14 @@ class Connection:
         if claim is None:
             raise self._refusal()
         try:
-            if self._proto.state is State.BUSY or self._proto.has_queued_replies:
-                transport.run(steps.drain(self._proto), self._proto)  # after an interrupt
+            if self.machine.state is State.BUSY or self.machine.has_queued_replies:
+                transport.run(steps.drain(self.machine))  # after an interrupt
             return body(transport)
         except Woken:
             self._finish_close()
             raise InterfaceError("the connection was closed while a call was waiting") from None
         except OperationalError as exc:
-            if self._proto.state is State.CLOSED:
+            if self.machine.state is State.CLOSED:
                 self._fail(exc)
             raise
         except BaseException:
@@ -148,7 +148,7 @@ class Connection:
         """Mark the connection lost; the error to raise now and on every later call."""
         error = exc if isinstance(exc, OperationalError) else socket_error(exc)
         self._lost = error
-        self._proto.mark_lost()
+        self.machine.mark_lost()
         self._drop()
         self.closed = 2
         return error
@@ -170,37 +170,14 @@ class Connection:
 
     def execute(self, sql: str, params: Optional[Sequence[Optional[str]]] = None) -> List[Any]:
         """Run SQL; with ``params`` ($1, $2... as text), one statement by the extended protocol."""
-        try:
-            if params is None:
-                return self._run(steps.simple_query(self._proto, sql))
-            return self._run(steps.extended_query(self._proto, sql, params))
-        finally:
-            if self._proto.parameters.get("client_encoding", "UTF8") != "UTF8" and not self.closed:
-                self._restore_utf8()
+        return self._run(steps.execute(self.machine, sql, params))
 
-    def _restore_utf8(self) -> None:
-        changed = self._proto.parameters.get("client_encoding")
-        self._run(steps.simple_query(self._proto, "SET client_encoding TO 'UTF8'"))
-        raise NotSupportedError(
-            f"client_encoding was changed to {changed}; pgwire_pubsub always speaks UTF8 "
-            "(every str is sent and received as Unicode), so it has been set back to UTF8"
-        )
-
-    @property
-    def bound(self) -> Optional[Bound]:
-        return self._proto.bound
-
-    @bound.setter
-    def bound(self, bound: Optional[Bound]) -> None:
-        self._proto.bound = bound
-
-    def adopt_queue(self, queue: Pending, bound: Optional[Bound]) -> None:
-        """Deliver into ``queue`` from now on (after what this connection already holds)."""
-        queue.extend(self._proto.notifications)
-        self._proto.notifications = queue
-        self._proto.bound = bound
-        if bound is not None:
-            bound.enforce(queue)
+    def run_within(self, sql: str, params: Optional[Sequence[Optional[str]]],
+                   timeout: Optional[float]) -> List[Any]:
+        """``execute`` within ``timeout`` seconds: past it the connection is closed and
+        ``OperationalError`` raised."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._run(steps.execute(self.machine, sql, params), deadline)
 
     def mark_broken(self, reason: str) -> OperationalError:
         """Declare the connection unusable (e.g. a failed health check); the error to raise."""
@@ -209,13 +186,7 @@ class Connection:
     def ping(self, timeout: Optional[float] = None) -> None:
         """A round trip to the server; a lost connection (or no answer within ``timeout``
         seconds, which closes the connection) raises ``OperationalError``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._run(steps.ping(self._proto), deadline)
-
-    def listening_channels(self, timeout: Optional[float] = None) -> List[str]:
-        """``pg_listening_channels()``: the channels this session listens on."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        return self._run(steps.listening_channels(self._proto), deadline)
+        self.run_within("", None, timeout)
 
     @property
     def idle_seconds(self) -> float:
@@ -223,70 +194,35 @@ class Connection:
         transport = self._transport
         return 0.0 if transport is None else time.monotonic() - transport.last_activity
 
-    @property
-    def notifications(self) -> Pending:
-        """Notifications received and not yet taken, oldest first (and any gap markers):
-        a ``Pending`` queue, with ``popleft``, ``pop``, iteration, ``len`` and indexing."""
-        return self._proto.notifications
-
-    def wait_notifications(self, timeout: Optional[float]) -> None:
-        """Wait up to ``timeout`` seconds (None: forever) for data, and take in what came.
-
-        Returns at once when notifications are already waiting.  When the
-        connection is lost, raises only once every notification received
-        before the loss has been taken.
-        """
-        if self._proto.notifications.items:
+    def wait(self, timeout: Optional[float]) -> None:
+        """Wait up to ``timeout`` seconds (None: forever) for data, and take in what came;
+        at once when notifications are waiting.  A lost connection raises."""
+        if self.machine.notifications.items:
             return
         try:
             self._call(lambda transport: self._take_in(transport, timeout))
         except (OSError, OperationalError) as exc:
-            error = self._fail(exc)
-            if not self._proto.notifications.items:
-                raise error from None
+            raise self._fail(exc) from None
+
+    def wait_notifications(self, timeout: Optional[float]) -> None:
+        """``wait``, except that a lost connection raises only once every notification
+        received before the loss has been taken."""
+        try:
+            self.wait(timeout)
+        except OperationalError:
+            if not self.machine.notifications.items:
+                raise
 
     def _take_in(self, transport: SocketIO, timeout: Optional[float]) -> None:
         if transport.wait_readable(timeout):
-            transport.take_in(self._proto.receive_data)
+            transport.take_in(self.machine.receive_data)
 
     def poll(self) -> None:
         """Take in whatever has arrived, without waiting (psycopg2's ``poll``)."""
         self.wait_notifications(0)
 
-    # -- psycopg2-style attributes ---------------------------------------
-
     def fileno(self) -> int:
         return self._check_open().fileno()
-
-    def get_backend_pid(self) -> int:
-        return self._proto.backend_pid or 0
-
-    def get_parameter_status(self, name: str) -> Optional[str]:
-        return self._proto.parameters.get(name)
-
-    @property
-    def parameters(self) -> Dict[str, str]:
-        """Run-time parameters the server reported (server_version, TimeZone...)."""
-        return dict(self._proto.parameters)
-
-    @property
-    def server_version(self) -> int:
-        """As psycopg2 reports it: 15.4 is 150004, 9.6.3 is 90603."""
-        text = self._proto.parameters.get("server_version", "0").split()[0]
-        parts = [int("".join(c for c in p if c.isdigit()) or 0) for p in text.split(".")]
-        if parts[0] >= 10:
-            return parts[0] * 10000 + (parts[1] if len(parts) > 1 else 0)
-        parts += [0, 0]
-        return parts[0] * 10000 + parts[1] * 100 + parts[2]
-
-    @property
-    def notices(self) -> List[str]:
-        """The server's last notices and warnings (at most 50), oldest first."""
-        return self._proto.notices
-
-    @property
-    def transaction_status(self) -> Optional[str]:
-        return self._proto.transaction_status
 
     @property
     def uses_tls(self) -> bool:
@@ -315,7 +251,7 @@ class Connection:
             self._terminate()
 
     def _terminate(self) -> None:
-        goodbye = self._proto.terminate()
+        goodbye = self.machine.terminate()
         if self._transport is not None and goodbye:
             with contextlib.suppress(OSError, TimeoutError):
                 self._transport.sendall(goodbye, time.monotonic() + TERMINATE_TIMEOUT)

@@ -1,4 +1,5 @@
-"""A connected socket (plain or TLS) and the blocking driver that runs protocol steps on it."""
+"""A connected socket (plain or TLS) and its session's ``Machine``: the blocking driver's
+byte mover, which runs protocol steps and feeds what arrives to the machine."""
 
 from __future__ import annotations
 
@@ -59,8 +60,9 @@ class SocketIO:
     other end makes every wait raise ``Woken`` at once.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, machine: Machine) -> None:
         self.sock = sock
+        self.machine = machine
         self.wakeup: Optional[socket.socket] = None
         self.last_activity = time.monotonic()
         self.sending = False  # True while a message may be half written
@@ -74,26 +76,31 @@ class SocketIO:
     def uses_tls(self) -> bool:
         return isinstance(self.sock, ssl.SSLSocket)
 
-    def run(self, step: steps.Step[T], proto: Machine, deadline: Optional[float] = None) -> T:
-        """Drive ``step`` to its end.  Socket failures mark ``proto`` lost and raise
+    def run(self, step: steps.Step[T], deadline: Optional[float] = None) -> T:
+        """Drive ``step`` to its end.  Socket failures mark the machine lost and raise
         ``OperationalError``."""
         try:
             out = next(step)
             while True:
                 if out is None:
-                    if not self.wait_readable(remaining(deadline)):
-                        raise TimeoutError("timeout expired")
-                    out = self.take_in(step.send)  # None again: it needs more
+                    self.feed(deadline)
                 else:
                     self.sending = True
                     self.sendall(out, deadline)
                     self.sending = False
-                    out = step.send(None)
+                out = step.send(None)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         except (OSError, TimeoutError) as exc:
-            proto.mark_lost()
+            self.machine.mark_lost()
             raise socket_error(exc) from None
+
+    def feed(self, deadline: Optional[float]) -> None:
+        """Wait for input until ``deadline`` (``TimeoutError`` then) and feed it to the
+        machine."""
+        if not self.wait_readable(remaining(deadline)):
+            raise TimeoutError("timeout expired")
+        self.take_in(self.machine.receive_data)
 
     def take_in(self, consume: Callable[[bytes], R]) -> Optional[R]:
         """``consume`` what has arrived, with Ctrl-C and SIGTERM held meanwhile; None when

@@ -1,11 +1,12 @@
 """The connection's protocol state machine: what may be sent when, and where each message goes.
 
-No sockets, clocks or threads here.  The caller sends the bytes that the
-``start``/``send_*`` methods return, and hands every received chunk to
-``receive_data``.  Asynchronous messages (NotificationResponse,
+No sockets, clocks or threads here.  The driver sends the bytes that the
+``start``/``send_*`` methods (and the steps) return, and hands every received
+chunk to ``receive_data``.  Asynchronous messages (NotificationResponse,
 NoticeResponse, ParameterStatus) are taken care of here, in any state,
 before the per-state rules apply; everything else is queued for the
-protocol step that waits for it (see ``steps``).
+protocol step that waits for it (see ``steps``).  The answer to an
+SSLRequest, a single byte, is taken here too (``request_tls``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ _NOTICE_LEVELS = {
     "DEBUG": logging.DEBUG,
 }
 
+_HINT = "is it a PostgreSQL server?"
+
 CONNECTION_LOST = (
     "server closed the connection unexpectedly; this probably means the server "
     "terminated abnormally before or while processing the request"
@@ -47,7 +50,8 @@ CONNECTION_LOST = (
 
 
 class State(enum.Enum):
-    NEW = "new"  # nothing sent yet
+    NEW = "new"  # nothing sent yet (or TLS just agreed on)
+    TLS_REQUESTED = "waiting for the answer to SSLRequest"
     STARTUP = "startup"  # StartupMessage sent, until the first ReadyForQuery
     READY = "ready"  # idle: a command may be sent
     BUSY = "busy"  # a command is in flight, until its ReadyForQuery
@@ -115,8 +119,39 @@ class Machine:
         # A FATAL error the server announced before closing (e.g. the backend
         # was terminated): it explains the end of the stream that follows.
         self.fatal_error: Optional[DatabaseError] = None
+        self.tls_answer: Optional[bool] = None  # the server's answer to SSLRequest
 
     # -- sending ---------------------------------------------------------
+
+    def request_tls(self) -> bytes:
+        """SSLRequest; the answer (one byte) sets ``tls_answer``."""
+        self._require(State.NEW, "ask for TLS")
+        self.state = State.TLS_REQUESTED
+        self.tls_answer = None
+        return frontend.ssl_request()
+
+    def _tls_answer(self, answer: bytes) -> None:
+        if not answer:
+            raise OperationalError(f"the server closed the connection after SSLRequest; {_HINT}")
+        if answer == b"N":
+            self.tls_answer = False
+        elif answer == b"S":
+            self.tls_answer = True
+        elif answer[:1] == b"S":
+            # CVE-2021-23222: bytes injected before the handshake must not be
+            # taken as if they had come through TLS.
+            raise ProtocolViolation(
+                "the server sent unencrypted data after agreeing to TLS; refusing the "
+                "connection (a man-in-the-middle may be injecting data)"
+            )
+        elif answer[:1] == b"E":
+            raise OperationalError(
+                "the server answered the TLS request with an error; it may be too old or "
+                "not PostgreSQL: try sslmode=disable"
+            )
+        else:
+            raise ProtocolViolation(f"invalid answer to the TLS request: {answer[:16]!r}")
+        self.state = State.NEW
 
     def start(self, parameters: Mapping[str, str]) -> bytes:
         self._require(State.NEW, "start up")
@@ -157,6 +192,13 @@ class Machine:
     def receive_data(self, data: bytes) -> None:
         """Take a chunk from the server; ``b""`` means the server closed the stream."""
         if self.state is State.CLOSED:
+            return
+        if self.state is State.TLS_REQUESTED:
+            try:
+                self._tls_answer(data)
+            except OperationalError:
+                self.state = State.CLOSED
+                raise
             return
         if not data:
             self.state = State.CLOSED
@@ -248,6 +290,25 @@ class Machine:
 
     def mark_lost(self) -> None:
         self.state = State.CLOSED
+
+    def adopt_queue(self, queue: Pending, bound: Optional[Bound]) -> None:
+        """Deliver into ``queue`` from now on, after what this session already holds (a
+        stream that goes on across a reconnection), within ``bound``."""
+        queue.extend(self.notifications)
+        self.notifications = queue
+        self.bound = bound
+        if bound is not None:
+            bound.enforce(queue)
+
+    @property
+    def server_version(self) -> int:
+        """As psycopg2 reports it: 15.4 is 150004, 9.6.3 is 90603; 0 when not reported."""
+        text = self.parameters.get("server_version", "0").split()[0]
+        parts = [int("".join(c for c in p if c.isdigit()) or 0) for p in text.split(".")]
+        if parts[0] >= 10:
+            return parts[0] * 10000 + (parts[1] if len(parts) > 1 else 0)
+        parts += [0, 0]
+        return parts[0] * 10000 + parts[1] * 100 + parts[2]
 
     def _notice(self, fields: Mapping[str, str]) -> None:
         text = format_notice(fields)

@@ -1,10 +1,9 @@
-"""Protocol steps written once, as generators that any I/O layer can drive.
+"""Protocol steps written once, as generators that any driver can run.
 
-A step yields ``bytes`` when it wants them sent (the driver resumes it with
-None) and yields ``None`` when it needs to read (the driver resumes it with
-the bytes received, ``b""`` at end of stream).  Its return value is the
-step's result.  The blocking client and an asyncio client only differ in how
-they move those bytes and wait.
+A step yields ``bytes`` when it wants them sent, and ``None`` when it needs more
+input: the driver then feeds what arrives to the step's ``Machine``
+(``receive_data``) and resumes the step with None.  Its return value is the
+step's result.  Drivers differ only in how they move those bytes and wait.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Generator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 from ..errors import (
     DatabaseError,
     DataError,
+    NotSupportedError,
     OperationalError,
     ProtocolViolation,
     error_from_fields,
@@ -24,64 +24,43 @@ from .auth import Authenticator
 from .machine import Machine, State
 
 T = TypeVar("T")
-Step = Generator[Optional[bytes], Optional[bytes], T]
+Step = Generator[Optional[bytes], None, T]
 
 Row = Tuple[Optional[str], ...]
 
 
-def receive(proto: Machine) -> Step[m.BackendMessage]:
-    """The next message queued for a step, reading as much as that takes."""
+def receive(machine: Machine) -> Step[m.BackendMessage]:
+    """The next message queued for a step, waiting for input as long as that takes."""
     while True:
-        message = proto.next_message()
+        message = machine.next_message()
         if message is not None:
             return message
-        data = yield None
-        proto.receive_data(data or b"")
+        yield None
 
 
-def negotiate_tls() -> Step[bool]:
+def negotiate_tls(machine: Machine) -> Step[bool]:
     """SSLRequest: True when the server agrees to TLS, False when it refuses."""
-    yield frontend.ssl_request()
-    answer = yield None
-    if not answer:
-        raise OperationalError(f"the server closed the connection after SSLRequest; {_HINT}")
-    if answer[:1] == b"N" and len(answer) == 1:
-        return False
-    if answer[:1] == b"S":
-        if len(answer) > 1:
-            # CVE-2021-23222: bytes injected before the handshake must not be
-            # taken as if they had come through TLS.
-            raise ProtocolViolation(
-                "the server sent unencrypted data after agreeing to TLS; refusing the "
-                "connection (a man-in-the-middle may be injecting data)"
-            )
-        return True
-    if answer[:1] == b"E":
-        raise OperationalError(
-            "the server answered the TLS request with an error; it may be too old or "
-            "not PostgreSQL: try sslmode=disable"
-        )
-    raise ProtocolViolation(f"invalid answer to the TLS request: {answer[:16]!r}")
+    yield machine.request_tls()
+    while machine.tls_answer is None:
+        yield None
+    return machine.tls_answer
 
 
-_HINT = "is it a PostgreSQL server?"
-
-
-def startup(proto: Machine, parameters: Mapping[str, str], auth: Authenticator) -> Step[None]:
+def startup(machine: Machine, parameters: Mapping[str, str], auth: Authenticator) -> Step[None]:
     """StartupMessage, authentication, and the session's parameters up to ReadyForQuery."""
-    yield proto.start(parameters)
+    yield machine.start(parameters)
     authenticated = False
     while True:
-        message = yield from receive(proto)
+        message = yield from receive(machine)
         if isinstance(message, (m.ReadyForQuery, m.BackendKeyData)) and not authenticated:
-            proto.mark_lost()
+            machine.mark_lost()
             raise ProtocolViolation(
                 "the server went on without completing authentication; refusing the connection"
             )
         if isinstance(message, m.ReadyForQuery):
             return
         if isinstance(message, m.ErrorResponse):
-            proto.mark_lost()
+            machine.mark_lost()
             error = error_from_fields(message.fields)
             if isinstance(error, OperationalError):
                 raise error
@@ -92,20 +71,19 @@ def startup(proto: Machine, parameters: Mapping[str, str], auth: Authenticator) 
         if isinstance(message, m.AuthenticationOk):
             authenticated = True
         if answer is not None:
-            yield proto.send_auth(answer)
+            yield machine.send_auth(answer)
 
 
-def _collect(proto: Machine) -> Step[List[Row]]:
+def _collect(machine: Machine) -> Step[List[Row]]:
     """Rows of a command until its ReadyForQuery; a server error is raised after it.
     (``receive`` inlined: every command runs this loop once per reply message.)"""
     rows: List[Row] = []
     error: Optional[DatabaseError] = None
-    next_message = proto.next_message
+    next_message = machine.next_message
     while True:
         message = next_message()
         if message is None:
-            data = yield None
-            proto.receive_data(data or b"")
+            yield None
             continue
         kind = type(message)
         if kind is m.DataRow:
@@ -122,64 +100,102 @@ def _collect(proto: Machine) -> Step[List[Row]]:
             return rows
 
 
-def simple_query(proto: Machine, sql: str) -> Step[List[Row]]:
+def simple_query(machine: Machine, sql: str) -> Step[List[Row]]:
     """Run SQL with the simple protocol; rows of every result, as text."""
-    yield proto.send_command(frontend.query(sql))
-    return (yield from _collect(proto))
+    yield machine.send_command(frontend.query(sql))
+    return (yield from _collect(machine))
 
 
-def extended_query(proto: Machine, sql: str, params: Sequence[Optional[str]]) -> Step[List[Row]]:
+def extended_query(
+    machine: Machine, sql: str, params: Sequence[Optional[str]]
+) -> Step[List[Row]]:
     """Run one statement with text parameters: Parse, Bind, Execute, Sync in one write."""
-    yield proto.send_command(frontend.run_unnamed(sql, params))
-    return (yield from _collect(proto))
+    yield machine.send_command(frontend.run_unnamed(sql, params))
+    return (yield from _collect(machine))
 
 
-def _read_only(proto: Machine) -> Step[bool]:
-    reported = proto.parameters
+def execute(
+    machine: Machine, sql: str, params: Optional[Sequence[Optional[str]]] = None
+) -> Step[List[Row]]:
+    """What ``Connection.execute`` runs: SQL (with ``params``, one statement by the extended
+    protocol), and then, if it changed ``client_encoding``, UTF8 put back and
+    ``NotSupportedError`` raised."""
+    try:
+        if params is None:
+            rows = yield from simple_query(machine, sql)
+        else:
+            rows = yield from extended_query(machine, sql, params)
+    except DatabaseError:
+        if _encoding_changed(machine):
+            yield from _restore_utf8(machine)
+        raise
+    if _encoding_changed(machine):
+        yield from _restore_utf8(machine)
+    return rows
+
+
+def _encoding_changed(machine: Machine) -> bool:
+    return (
+        machine.parameters.get("client_encoding", "UTF8") != "UTF8"
+        and machine.state is State.READY
+    )
+
+
+def _restore_utf8(machine: Machine) -> Step[None]:
+    changed = machine.parameters.get("client_encoding")
+    yield from simple_query(machine, "SET client_encoding TO 'UTF8'")
+    raise NotSupportedError(
+        f"client_encoding was changed to {changed}; pgwire_pubsub always speaks UTF8 "
+        "(every str is sent and received as Unicode), so it has been set back to UTF8"
+    )
+
+
+def _read_only(machine: Machine) -> Step[bool]:
+    reported = machine.parameters
     if "in_hot_standby" in reported and "default_transaction_read_only" in reported:
         return "on" in (reported["in_hot_standby"], reported["default_transaction_read_only"])
-    rows = yield from simple_query(proto, "SHOW transaction_read_only")
+    rows = yield from simple_query(machine, "SHOW transaction_read_only")
     return bool(rows) and rows[0][0] == "on"
 
 
-def _standby(proto: Machine) -> Step[bool]:
-    if "in_hot_standby" in proto.parameters:
-        return proto.parameters["in_hot_standby"] == "on"
-    rows = yield from simple_query(proto, "SELECT pg_catalog.pg_is_in_recovery()")
+def _standby(machine: Machine) -> Step[bool]:
+    if "in_hot_standby" in machine.parameters:
+        return machine.parameters["in_hot_standby"] == "on"
+    rows = yield from simple_query(machine, "SELECT pg_catalog.pg_is_in_recovery()")
     return bool(rows) and rows[0][0] == "t"
 
 
-def session_mismatch(proto: Machine, target: str) -> Step[Optional[str]]:
+def session_mismatch(machine: Machine, target: str) -> Step[Optional[str]]:
     """Why this session does not meet ``target_session_attrs``, or None when it does.
 
     As libpq: the values the server reports (PostgreSQL 14+) are used, and a
     query asks older servers.  ``prefer-standby`` is the caller's two passes
     (``standby``, then ``any``).
     """
-    if target == "read-write" and (yield from _read_only(proto)):
+    if target == "read-write" and (yield from _read_only(machine)):
         return "session is read-only"
-    if target == "read-only" and not (yield from _read_only(proto)):
+    if target == "read-only" and not (yield from _read_only(machine)):
         return "session is not read-only"
-    if target == "primary" and (yield from _standby(proto)):
+    if target == "primary" and (yield from _standby(machine)):
         return "server is in hot standby mode"
-    if target == "standby" and not (yield from _standby(proto)):
+    if target == "standby" and not (yield from _standby(machine)):
         return "server is not in hot standby mode"
     return None
 
 
-def drain(proto: Machine) -> Step[None]:
+def drain(machine: Machine) -> Step[None]:
     """Finish a command that was interrupted: discard its replies up to ReadyForQuery."""
-    while proto.state is State.BUSY or proto.has_queued_replies:
-        message = yield from receive(proto)
+    while machine.state is State.BUSY or machine.has_queued_replies:
+        message = yield from receive(machine)
         if isinstance(message, m.ReadyForQuery):
             return
 
 
-def ping(proto: Machine) -> Step[None]:
+def ping(machine: Machine) -> Step[None]:
     """The cheapest round trip: an empty query."""
-    yield from simple_query(proto, "")
+    yield from simple_query(machine, "")
 
 
-def listening_channels(proto: Machine) -> Step[List[str]]:
-    rows = yield from simple_query(proto, "SELECT pg_catalog.pg_listening_channels()")
+def listening_channels(machine: Machine) -> Step[List[str]]:
+    rows = yield from simple_query(machine, "SELECT pg_catalog.pg_listening_channels()")
     return [str(row[0]) for row in rows]

@@ -194,12 +194,5 @@ def connect(dsn: Optional[str] = None, **kwargs: Any) -> PubSub:
     return PubSub(Connection(make_params(dsn, **kwargs)), **options)
 
 
-ConnectionLike = Union[Connection, PubSub]
-
-
-def as_connection(conn: ConnectionLike) -> Connection:
-    return conn.conn if isinstance(conn, PubSub) else conn
-
-
 # Kept importable from here for existing code.
 __all__ += ["check_channel", "check_payload", "connect_raw"]

@@ -4,13 +4,17 @@ Each INSERT, UPDATE or DELETE on a table with the trigger sends the row (the
 old row for DELETE) as a JSON object with an added ``tg_op`` key, on a
 channel named exactly after the table.  As with any NOTIFY, a row whose JSON
 is 8000 bytes or more makes the write fail.
+
+Each function takes a client (``PubSub``, ``AsyncPubSub``) or a connection; with the
+asyncio client, await what it returns.
 """
 
 from __future__ import annotations
 
-from typing import Tuple, Union
+import inspect
+from typing import Any, Tuple, Union
 
-from ._pubsub import ConnectionLike, as_connection, quote_ident
+from ._shared.channels import quote_ident
 
 FUNCTION_NAME = "pgwire_pubsub_tables_notify"
 TRIGGER_NAME = "pgwire_pubsub_notify"
@@ -64,15 +68,23 @@ def _check_name(name: object) -> str:
     return name
 
 
-def create_tables_notify_func(conn: ConnectionLike) -> None:
+def _execute(client: Any, sql: str) -> Any:
+    """Run ``sql`` on ``client`` (a client or its connection): None, or an awaitable for
+    the asyncio client."""
+    result = getattr(client, "conn", client).execute(sql)
+    return result if inspect.isawaitable(result) else None
+
+
+def create_tables_notify_func(conn: Any) -> Any:
     """Create (or replace) the trigger function that sends table changes as notifications."""
-    as_connection(conn).execute(_FUNCTION_SQL)
+    return _execute(conn, _FUNCTION_SQL)
 
 
-def create_table_notify_trigger(conn: ConnectionLike, tablename: TableName) -> None:
+def create_table_notify_trigger(conn: Any, tablename: TableName) -> Any:
     """Attach the notify trigger to ``tablename`` (replacing an earlier one)."""
     table = qualified_name(tablename)
-    as_connection(conn).execute(
+    return _execute(
+        conn,
         f"DROP TRIGGER IF EXISTS {TRIGGER_NAME} ON {table}; "
         f"CREATE TRIGGER {TRIGGER_NAME} AFTER INSERT OR UPDATE OR DELETE ON {table} "
         f"FOR EACH ROW EXECUTE PROCEDURE {FUNCTION_NAME}()"

@@ -6,10 +6,11 @@ Server priority: PGWIRE_TEST_DSN > local server binaries > testcontainers > skip
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import pgcluster
 import pytest
+from aioadapter import AsyncClient
 from pgcluster import (
     Cluster,
     ContainerServer,
@@ -19,6 +20,9 @@ from pgcluster import (
     docker_available,
     find_pg_bindir,
 )
+
+import pgwire_pubsub
+from pgwire_pubsub._blocking.connection import connect_raw
 
 SERVER_FIXTURES = {"pg", "pg_nossl"}
 
@@ -58,6 +62,87 @@ def pg() -> Iterator[Server]:
 def pg_nossl() -> Iterator[Server]:
     """A second server with ``ssl = off``, started only when a test asks for it."""
     yield from _server_fixture(tls=False)
+
+
+# The clients the behavioural suite runs on: the blocking one, and the asyncio one (through
+# tests/aioadapter.py) on the default event loop; modules that ask for "uvloop" too get it.
+CLIENTS = ("blocking", "asyncio")
+
+
+def uvloop_available() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def _loop_threads() -> Iterator[Dict[str, AsyncClient]]:
+    threads: Dict[str, AsyncClient] = {}
+    yield threads
+    for client in threads.values():
+        client.stop()
+
+
+@pytest.fixture(params=CLIENTS)
+def client_kind(request: pytest.FixtureRequest) -> str:
+    """Which client a behavioural test runs on (``blocking``, ``asyncio``, ``uvloop``)."""
+    kind: str = request.param
+    if kind == "uvloop" and not uvloop_available():
+        pytest.skip("uvloop is not installed (it has no PyPy build)")
+    return kind
+
+
+REAL_CONNECT = pgwire_pubsub.connect
+REAL_CONNECT_RAW = connect_raw
+
+
+def _async_client(kind: str, threads: Dict[str, AsyncClient]) -> AsyncClient:
+    if kind not in threads:
+        threads[kind] = AsyncClient(kind)
+    return threads[kind]
+
+
+@pytest.fixture
+def open_client(client_kind: str, _loop_threads: Dict[str, AsyncClient]
+                ) -> Iterator[Callable[..., Any]]:
+    """``open_client(dsn=None, **kwargs)``: ``pgwire_pubsub.connect`` on the client this
+    test runs on; every client opened is closed afterwards."""
+    opened: List[Any] = []
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        if client_kind == "blocking":
+            pubsub: Any = REAL_CONNECT(*args, **kwargs)
+        else:
+            pubsub = _async_client(client_kind, _loop_threads).connect(*args, **kwargs)
+        opened.append(pubsub)
+        return pubsub
+
+    yield connect
+    for pubsub in opened:
+        pubsub.close()
+
+
+@pytest.fixture
+def on_every_client(request: pytest.FixtureRequest, client_kind: str,
+                    open_client: Callable[..., Any], _loop_threads: Dict[str, AsyncClient],
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """For modules written against the blocking client (``pytestmark =
+    pytest.mark.usefixtures("on_every_client")``): each test runs on every client, with
+    ``pgwire_pubsub.connect`` and the module's ``connect_raw`` opening that client."""
+    if client_kind == "blocking":
+        return
+    client = _async_client(client_kind, _loop_threads)
+    monkeypatch.setattr(pgwire_pubsub, "connect", open_client)
+    if hasattr(request.module, "connect_raw"):
+        monkeypatch.setattr(request.module, "connect_raw", client.connect_raw)
+
+
+def blocking_only(client_kind: str, why: str) -> None:
+    """Skip a behavioural test on the asyncio client, saying why it does not apply there."""
+    if client_kind != "blocking":
+        pytest.skip(f"blocking client only: {why}")
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ That is why these connections use ``sslmode=disable``: the bytes counted are the
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, List
 
 import pytest
+from aioadapter import SyncPubSub
 from pgcluster import Server, wait_for
 from wirebytes import notification_size, unread_bytes
 
@@ -29,27 +30,27 @@ CHANNEL = "backpressure"
 
 
 @pytest.fixture
-def connect(pg: Server) -> Iterator[Callable[..., PubSub]]:
-    opened: List[PubSub] = []
-
+def connect(pg: Server, open_client: Callable[..., PubSub]) -> Callable[..., PubSub]:
     def make(**options: Any) -> PubSub:
-        ps = pgpubsub.connect(**pg.dsn_kwargs(sslmode="disable"), **options)
-        opened.append(ps)
-        return ps
+        return open_client(**pg.dsn_kwargs(sslmode="disable"), **options)
 
-    yield make
-    for ps in opened:
-        ps.close()
+    return make
 
 
 def send_burst(pg: Server, ps: PubSub, count: int, channel: str = CHANNEL) -> int:
     """psql sends payloads '1'..'count' in one transaction; returns once every byte of them
     waits unread in ``ps``'s socket.  The sender's pid."""
+    before = ps.conn.bytes_received if isinstance(ps, SyncPubSub) else 0
     out = pg.psql(
         f"BEGIN; SELECT pg_notify('{channel}', i::text) FROM generate_series(1, {count}) i; "
         "SELECT pg_backend_pid(); COMMIT;"
     )
     expected = sum(notification_size(channel, str(i)) for i in range(1, count + 1))
+    if isinstance(ps, SyncPubSub):  # the asyncio client's reader takes in what comes at once
+        wait_for(lambda: ps.conn.bytes_received - before >= expected, TIMEOUT,
+                 message=f"{expected} bytes")
+        assert ps.conn.bytes_received - before == expected
+        return int(out.split()[-1])
     fd = ps.conn.fileno()
     wait_for(lambda: unread_bytes(fd) >= expected, TIMEOUT, message=f"{expected} bytes")
     assert unread_bytes(fd) == expected
@@ -222,8 +223,12 @@ def _fill_then_lose_the_connection(
         TIMEOUT,
         message="the backend to exit",
     )
-    with pytest.raises(OperationalError):
-        pubsub.listen("backpressure_other")
+    if isinstance(pubsub, SyncPubSub):
+        # The asyncio client's reader sees the loss at once: the command reconnects first.
+        wait_for(lambda: pubsub.conn.closed == 2, TIMEOUT, message="the loss to be seen")
+    else:
+        with pytest.raises(OperationalError):
+            pubsub.listen("backpressure_other")
     pubsub.listen("backpressure_other")  # reconnects first
     assert pubsub.conn.get_backend_pid() != pid
     return pubsub

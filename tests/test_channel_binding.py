@@ -48,6 +48,9 @@ from pgwire_pubsub.errors import OperationalError, ProgrammingError
 from pgwire_pubsub.protocol import messages as m
 from pgwire_pubsub.protocol.auth import Authenticator
 
+# Every test here runs on the blocking and on the asyncio client (see conftest.py).
+pytestmark = pytest.mark.usefixtures("on_every_client")
+
 __all__ = ["certs", "cluster", "home"]  # fixtures, imported for these tests
 
 BINDING = ("tls-server-end-point", hashlib.sha256(b"the server certificate").digest())

@@ -26,6 +26,9 @@ import pgwire_pubsub
 from pgwire_pubsub import Connection, DatabaseError, OperationalError, ProgrammingError
 from pgwire_pubsub._blocking.connection import connect_raw
 
+# Every test here runs on the blocking and on the asyncio client (see conftest.py).
+pytestmark = pytest.mark.usefixtures("on_every_client")
+
 PASSWORD_ROLES = ["password_user", "md5_user", "scram_user"]
 ALL_METHOD_ROLES = ["trust_user", *PASSWORD_ROLES]
 METHOD_NAMES = {"password_user": "password", "md5_user": "md5", "scram_user": "scram-sha-256"}

@@ -19,6 +19,9 @@ from replica import Replica
 from pgwire_pubsub import OperationalError
 from pgwire_pubsub._blocking.connection import Connection, connect_raw
 
+# Every test here runs on the blocking and on the asyncio client (see conftest.py).
+pytestmark = pytest.mark.usefixtures("on_every_client")
+
 GUARD = 20.0  # seconds: a failure guard against hangs, never a performance target
 
 

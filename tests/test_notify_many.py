@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
 from pgcluster import Server
@@ -29,14 +29,8 @@ AWKWARD = [
 
 
 @pytest.fixture
-def pair(pg: Server) -> Iterator[Tuple[PubSub, PubSub]]:
-    listener = pgpubsub.connect(**pg.dsn_kwargs())
-    sender = pgpubsub.connect(**pg.dsn_kwargs())
-    try:
-        yield listener, sender
-    finally:
-        listener.close()
-        sender.close()
+def pair(pg: Server, open_client: Callable[..., PubSub]) -> Tuple[PubSub, PubSub]:
+    return open_client(**pg.dsn_kwargs()), open_client(**pg.dsn_kwargs())
 
 
 def receive(ps: PubSub, count: int) -> List[Notify]:

@@ -7,6 +7,7 @@ import uuid
 from typing import Any, Dict, Iterator, List, Tuple, Union
 
 import pytest
+from conftest import blocking_only
 from pgcluster import PsqlError, Server, lit
 
 import pgwire_pubsub as pgpubsub
@@ -17,6 +18,9 @@ from pgwire_pubsub.triggers import (
     create_table_notify_trigger,
     create_tables_notify_func,
 )
+
+# Every test here runs on the blocking and on the asyncio client (see conftest.py).
+pytestmark = pytest.mark.usefixtures("on_every_client")
 
 TIMEOUT = 10  # seconds: a failure guard only
 
@@ -290,7 +294,8 @@ def test_bad_table_names_are_refused_before_sending(
     assert pubsub.conn.execute("SELECT 1") == [("1",)]
 
 
-def test_accepts_a_bare_connection(pg: Server, tables: Tables) -> None:
+def test_accepts_a_bare_connection(pg: Server, tables: Tables, client_kind: str) -> None:
+    blocking_only(client_kind, "PubSub(conn) wraps a blocking Connection")
     name = f"bare_{tag()}"
     quoted = tables.table(name)
     conn = connect_raw(**pg.dsn_kwargs())

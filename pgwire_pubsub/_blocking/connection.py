@@ -16,13 +16,13 @@ import time
 from types import FrameType
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
-from .._shared.session import SessionView
+from .._shared.session import SessionView, socket_error
 from ..conninfo import ConnParams, make_params
 from ..errors import InterfaceError, OperationalError
 from ..protocol import steps
 from ..protocol.machine import State
 from .opener import Opener
-from .socketio import SocketIO, Woken, socket_error
+from .socketio import SocketIO, Woken
 
 T = TypeVar("T")
 
@@ -48,7 +48,8 @@ class Connection(SessionView):
         self._close_requested = False
         self._wake_reader, self._wake_writer = socket.socketpair()
         try:
-            self._transport, self.machine = Opener().open(params)
+            self._transport, self.opened = Opener().open(params)
+            self.machine = self.opened.machine
         except BaseException:
             self._wake_reader.close()
             self._wake_writer.close()
@@ -178,6 +179,14 @@ class Connection(SessionView):
         ``OperationalError`` raised."""
         deadline = None if timeout is None else time.monotonic() + timeout
         return self._run(steps.execute(self.machine, sql, params), deadline)
+
+    def cancel(self) -> None:
+        """Ask the server to cancel the command this connection is running (from any
+        thread), over a separate connection as libpq does; the command then raises
+        ``QueryCanceled``.  Nothing happens when no command runs by then."""
+        if self.closed:
+            raise InterfaceError("connection already closed")
+        Opener().cancel(self.params, self.opened)
 
     def mark_broken(self, reason: str) -> OperationalError:
         """Declare the connection unusable (e.g. a failed health check); the error to raise."""

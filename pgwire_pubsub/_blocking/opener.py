@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any, Generator, List, Optional, Tuple, TypeVar
 
-from .._shared.opening import Opening, open_session
+from .._shared.opening import Opened, cancel, open_session
 from .._shared.requests import Address, Connect, Deadline, Disconnect, Resolve, StartTLS
 from ..conninfo import ConnParams
-from ..protocol.machine import Machine
 from .socketio import SocketIO, remaining
+
+T = TypeVar("T")
 
 
 class Opener:
@@ -21,16 +22,22 @@ class Opener:
         self.io: Optional[SocketIO] = None
         self.deadline: Optional[float] = None
 
-    def open(self, params: ConnParams) -> Tuple[SocketIO, Machine]:
+    def open(self, params: ConnParams) -> Tuple[SocketIO, Opened]:
         try:
-            machine = self.run(open_session(params))
+            opened: Opened = self.run(open_session(params))
         except BaseException:
             self._disconnect()  # an interrupt (Ctrl-C) skips the procedure's own cleanup
             raise
         assert self.io is not None
-        return self.io, machine
+        return self.io, opened
 
-    def run(self, procedure: Opening) -> Machine:
+    def cancel(self, params: ConnParams, opened: Opened) -> None:
+        try:
+            self.run(cancel(params, opened))
+        finally:
+            self._disconnect()
+
+    def run(self, procedure: Generator[Any, Any, T]) -> T:
         value: Any = None
         error: Optional[BaseException] = None
         while True:

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any, Callable, Optional, TypeVar
 
-from ..errors import OperationalError
+from .._shared.session import socket_error
 from ..protocol import steps
 from ..protocol.machine import Machine
 
@@ -41,12 +41,6 @@ _INTERRUPTS = {int(signal.SIGINT), int(signal.SIGTERM)}
 _sigmask: Any = getattr(getattr(signal, "_signal", signal), "pthread_sigmask", None)
 _CAN_MASK = _sigmask is not None
 _MAIN_THREAD = threading.main_thread().ident
-
-
-def socket_error(exc: BaseException) -> OperationalError:
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return OperationalError("timeout expired while talking to the server")
-    return OperationalError(f"connection to the server was lost: {exc}")
 
 
 class Woken(Exception):

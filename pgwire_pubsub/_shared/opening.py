@@ -1,9 +1,10 @@
 """Opening a session as libpq does: every host and address in turn, TLS per sslmode,
 authentication, and the target_session_attrs check, as one procedure any driver runs.
 
-``open_session`` returns the session's ``Machine``; the driver holds the stream it
-opened for the last ``Connect``.  When every candidate fails, the ``OperationalError``
-lists what each one answered.
+``open_session`` returns an ``Opened``: the session's ``Machine`` and where it was
+opened; the driver holds the stream it opened for the last ``Connect``.  When every
+candidate fails, the ``OperationalError`` lists what each one answered.  ``cancel``
+sends a CancelRequest to where a session was opened, the same way.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
-from typing import Any, Generator, List, Optional, Tuple
+from typing import Any, Generator, List, NamedTuple, Optional, Tuple
 
 from .. import tls
 from ..conninfo import ConnParams, HostSpec
 from ..errors import Error, OperationalError
-from ..protocol import steps
+from ..protocol import frontend, steps
 from ..protocol.auth import Authenticator
 from ..protocol.machine import Machine
 from .requests import (
@@ -29,7 +30,17 @@ from .requests import (
     StartTLS,
 )
 
-Opening = Generator[Any, Any, Machine]
+
+class Opened(NamedTuple):
+    """A session that is ready: its machine, and the host, address and TLS it used."""
+
+    machine: Machine
+    host: HostSpec
+    address: Optional[Address]
+    tls: bool
+
+
+Opening = Generator[Any, Any, Opened]
 
 
 def open_session(params: ConnParams, rng: Optional[random.Random] = None) -> Opening:
@@ -98,11 +109,7 @@ def _start(
     for number, want_tls in enumerate(plan, 1):
         try:
             machine = Machine()
-            path = host.unix_socket_path if address is None else ""
-            if path.startswith("@"):  # Linux abstract namespace
-                path = "\0" + path[1:]
-            options = () if address is None else socket_options(params)
-            yield Connect(address, path, options, machine)
+            yield _connect(params, host, address, machine)
             binding = yield from _secure(params, host, machine, want_tls)
             auth = Authenticator(
                 params.user,
@@ -118,12 +125,49 @@ def _start(
                     yield machine.terminate()
                 raise OperationalError(reason)
             yield Deadline(None)
-            return machine
+            return Opened(machine, host, address, binding is not None)
         except (OSError, TimeoutError, Error) as exc:
             yield Disconnect()
             if number == len(plan) or not isinstance(exc, OperationalError):
                 raise _located(exc, host, address) from None
     raise AssertionError("unreachable")
+
+
+def _connect(
+    params: ConnParams, host: HostSpec, address: Optional[Address], machine: Machine
+) -> Connect:
+    path = host.unix_socket_path if address is None else ""
+    if path.startswith("@"):  # Linux abstract namespace
+        path = "\0" + path[1:]
+    options = () if address is None else socket_options(params)
+    return Connect(address, path, options, machine)
+
+
+def cancel(params: ConnParams, opened: Opened) -> Generator[Any, Any, None]:
+    """A CancelRequest for ``opened``'s session, over a new connection to the same address,
+    with TLS if the session used it, within ``connect_timeout``.  Waits until the server
+    closes that connection, so that the request has been read when this returns."""
+    yield Deadline(params.connect_timeout)
+    machine = Machine()
+    host = opened.host
+    try:
+        yield _connect(params, host, opened.address, machine)
+        yield from _secure(params, host, machine, opened.tls)
+        secret = opened.machine.secret_key
+        if opened.machine.backend_pid is None or secret is None:
+            raise OperationalError("cannot cancel: the server sent no cancel key for this "
+                                   "session")
+        yield frontend.cancel_request(opened.machine.backend_pid, secret)
+        with contextlib.suppress(OperationalError):
+            yield None  # the server says nothing and closes
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        yield Disconnect()
+        if isinstance(exc, (OSError, TimeoutError)):
+            raise _located(exc, host, opened.address) from None
+        raise
+    yield Disconnect()
 
 
 def _secure(

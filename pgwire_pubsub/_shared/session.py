@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Dict, List, Optional
 
+from ..errors import OperationalError
 from ..protocol.machine import Machine
 from ..protocol.pending import Pending
 
@@ -44,3 +46,10 @@ class SessionView:
         """Notifications received and not yet taken, oldest first (and any gap markers):
         a ``Pending`` queue, with ``popleft``, ``pop``, iteration, ``len`` and indexing."""
         return self.machine.notifications
+
+
+def socket_error(exc: BaseException) -> OperationalError:
+    """The ``OperationalError`` for a failed or timed-out read or write."""
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return OperationalError("timeout expired while talking to the server")
+    return OperationalError(f"connection to the server was lost: {exc}")

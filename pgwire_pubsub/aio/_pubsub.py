@@ -1,0 +1,184 @@
+"""The pgpubsub API for asyncio: ``connect()`` and ``AsyncPubSub``.
+
+Every procedure comes from ``_shared.pubsub``, as for the blocking ``PubSub``;
+this module performs their requests with ``AsyncConnection`` and the loop's clock.
+Any number of tasks may use one ``AsyncPubSub`` at once: commands are queued,
+and tasks that wait for events all wake when they come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Iterable, List, Optional, Tuple, Union
+
+from .._shared.pubsub import VERIFY_TIMEOUT, Procedure, PubSubCore, T, split_options
+from .._shared.reconnect import ReconnectPolicy
+from .._shared.requests import Clock, Close, Exclusive, Execute, Idle, Open, Sleep, Wait
+from ..conninfo import make_params
+from ..errors import InterfaceError
+from ..protocol.events import Event
+from ._connection import AsyncConnection
+
+
+class AsyncPubSub(PubSubCore):
+    """LISTEN/NOTIFY on one connection for asyncio, with the blocking ``PubSub``'s methods
+    as coroutines (see ``PubSubCore`` for the options)."""
+
+    conn: AsyncConnection
+
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        *,
+        reconnect: Union[bool, ReconnectPolicy, None] = None,
+        health_check_interval: Optional[float] = None,
+        health_check_timeout: float = 5.0,
+        health_check_channels: bool = False,
+        max_pending: Optional[int] = None,
+        overflow: str = "raise",
+    ) -> None:
+        super().__init__(
+            conn,
+            reconnect=reconnect,
+            health_check_interval=health_check_interval,
+            health_check_timeout=health_check_timeout,
+            health_check_channels=health_check_channels,
+            max_pending=max_pending,
+            overflow=overflow,
+        )
+        self._stop = asyncio.Event()
+        self._exclusive = asyncio.Lock()
+
+    # -- commands --------------------------------------------------------
+
+    async def listen(self, channel: str, verify: bool = False) -> None:
+        """Subscribe to ``channel`` (an exact name); with ``verify``, also run ``verify()``."""
+        await self._drive(self._listen(channel, verify))
+
+    async def unlisten(self, channel: Optional[str] = None) -> None:
+        """Unsubscribe from ``channel``; with no channel (or ``'*'``), from every channel."""
+        await self._drive(self._unlisten(channel))
+
+    async def notify(self, channel: str, payload: Optional[str] = None) -> None:
+        """Send ``payload`` (default empty) on ``channel``, both quoted exactly."""
+        await self._drive(self._notify(channel, payload))
+
+    async def notify_many(self, notifications: Iterable[Tuple[str, Optional[str]]]) -> int:
+        """Send many ``(channel, payload)`` notifications atomically and in order; returns
+        how many were sent (see ``PubSub.notify_many``)."""
+        return await self._drive(self._notify_many(notifications))
+
+    async def queue_usage(self) -> float:
+        """``pg_notification_queue_usage()``: the fraction of the server's queue in use."""
+        return await self._drive(self._queue_usage())
+
+    async def verify(self, timeout: float = VERIFY_TIMEOUT) -> None:
+        """Prove that LISTEN works here: a notification to a private channel must come back
+        within ``timeout`` seconds (``OperationalError`` otherwise)."""
+        await self._drive(self._verify(timeout))
+
+    # -- receiving -------------------------------------------------------
+
+    async def get_event(self, timeout: Optional[float] = 0) -> Optional[Event]:
+        """The next event, waiting up to ``timeout`` seconds (None: no limit); None when none
+        came in time."""
+        self._check_usable()
+        if not self._queue.items:
+            await self._drive(self._wait(timeout))
+        return self._take() if self._queue.items else None
+
+    async def get_events(self, timeout: Optional[float] = 0) -> Optional[List[Event]]:
+        """Every event waiting (after up to ``timeout`` seconds for the first), or None."""
+        self._check_usable()
+        if not self._queue:
+            await self._drive(self._wait(timeout))
+        return self._take_all()
+
+    async def events(
+        self, timeout: Optional[float] = None, yield_timeouts: bool = False
+    ) -> AsyncIterator[Optional[Event]]:
+        """Events as they arrive (``async for``), until ``close()`` from any task ends the
+        loop; with ``timeout`` and ``yield_timeouts``, None after each ``timeout`` seconds
+        without one."""
+        self._check_usable()
+        queue = self._queue
+        while True:
+            if self.conn.closed == 1:
+                return
+            while queue.items and self.conn.closed != 1:
+                yield self._take()
+            try:
+                await self._drive(self._wait(timeout))
+            except InterfaceError:
+                if self.conn.closed == 1:
+                    return
+                raise
+            if not queue.items and yield_timeouts:
+                yield None
+
+    # -- running the shared procedures ----------------------------------------
+
+    async def _drive(self, procedure: Procedure[T]) -> T:
+        """Run ``procedure`` to its end, performing its requests; whatever performing one
+        raises (a cancellation too) goes back into it, so its own cleanup runs."""
+        value: Any = None
+        error: Optional[BaseException] = None
+        while True:
+            try:
+                request = procedure.throw(error) if error is not None else procedure.send(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            value = error = None
+            try:
+                value = await self._perform(request)
+            except BaseException as exc:
+                error = exc
+
+    async def _perform(self, request: Any) -> Any:
+        kind = type(request)
+        if kind is Execute:
+            conn = request.conn or self.conn
+            return await conn.execute(request.sql, request.params, request.timeout)
+        if kind is Wait:
+            return await self.conn.wait(request.timeout)
+        if kind is Clock:
+            return asyncio.get_running_loop().time()
+        if kind is Idle:
+            return self.conn.idle_seconds
+        if kind is Open:
+            return await AsyncConnection.connect(self.conn.params)
+        if kind is Close:
+            return await request.conn.close()
+        if kind is Sleep:
+            try:
+                await asyncio.wait_for(self._stop.wait(), request.seconds)
+            except asyncio.TimeoutError:
+                return False
+            return True
+        if kind is Exclusive:
+            async with self._exclusive:
+                return await self._drive(request.procedure)
+        raise TypeError(f"unknown request {request!r}")
+
+    # -- the rest --------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the connection; every task waiting on it (``events()``, ``get_event()``, a
+        reconnection's pause) wakes at once, and ``events()`` ends."""
+        self._closing = True
+        self._stop.set()
+        await self.conn.close()
+
+    async def __aenter__(self) -> AsyncPubSub:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def connect(dsn: Optional[str] = None, **kwargs: Any) -> AsyncPubSub:
+    """Connect and return an ``AsyncPubSub``; takes exactly what the blocking
+    ``pgwire_pubsub.connect()`` takes, resolved the same way."""
+    options = split_options(kwargs)
+    params = make_params(dsn, **kwargs)
+    return AsyncPubSub(await AsyncConnection.connect(params), **options)

@@ -85,13 +85,18 @@ def _loop_threads() -> Iterator[Dict[str, AsyncClient]]:
         client.stop()
 
 
-@pytest.fixture(params=CLIENTS)
-def client_kind(request: pytest.FixtureRequest) -> str:
-    """Which client a behavioural test runs on (``blocking``, ``asyncio``, ``uvloop``)."""
+def client_kind_of(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     if kind == "uvloop" and not uvloop_available():
         pytest.skip("uvloop is not installed (it has no PyPy build)")
     return kind
+
+
+@pytest.fixture(params=CLIENTS)
+def client_kind(request: pytest.FixtureRequest) -> str:
+    """Which client a behavioural test runs on (``blocking``, ``asyncio``; a module may
+    override this fixture to add ``uvloop``)."""
+    return client_kind_of(request)
 
 
 REAL_CONNECT = pgwire_pubsub.connect

@@ -10,7 +10,7 @@ from typing import Any, Callable, List, Optional, Set, Tuple, cast
 
 import pytest
 from aioadapter import SyncPubSub
-from conftest import blocking_only
+from conftest import CLIENTS, blocking_only, client_kind_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pgcluster import LineReader, Server, in_thread, lit, wait_for
@@ -82,6 +82,12 @@ def backend_gone(pg: Server, pid: int) -> Callable[[], bool]:
 
     return gone
 
+
+
+@pytest.fixture(params=[*CLIENTS, "uvloop"])
+def client_kind(request: pytest.FixtureRequest) -> str:
+    """The core behaviours run on uvloop too."""
+    return client_kind_of(request)
 
 
 @pytest.fixture

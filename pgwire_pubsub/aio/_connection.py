@@ -180,8 +180,12 @@ class AsyncConnection(SessionView):
         elif isinstance(request, StartTLS):
             return await self._start_tls(request, deadline)
         elif isinstance(request, Resolve):
-            infos = await self._loop.getaddrinfo(request.host, request.port,
-                                                 type=socket.SOCK_STREAM)
+            try:  # an address needs no lookup, nor the loop's resolver thread
+                infos = socket.getaddrinfo(request.host, request.port, type=socket.SOCK_STREAM,
+                                           flags=socket.AI_NUMERICHOST)
+            except socket.gaierror:
+                infos = await self._loop.getaddrinfo(request.host, request.port,
+                                                     type=socket.SOCK_STREAM)
             return [(int(family), tuple(sockaddr)) for family, _, _, _, sockaddr in infos]
         elif isinstance(request, Deadline):
             seconds = request.seconds

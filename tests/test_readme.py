@@ -52,6 +52,7 @@ def test_readme_examples_run(pg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "test hello" in printed
     assert "no event for 0.1 s" in printed
     assert "{'id': 1, 'item': 'tea', 'tg_op': 'INSERT'}" in printed
+    assert "worker got job 1\nworker got job 2\nworker got stop\n" in printed
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@
 """
 
 from ._blocking.connection import Connection
-from ._pubsub import PubSub, connect, quote_ident
+from ._blocking.pubsub import PubSub, connect, quote_ident
 from ._shared.reconnect import ReconnectPolicy
 from .conninfo import ConnParams, HostSpec, make_params, parse_dsn
 from .errors import (

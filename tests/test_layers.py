@@ -24,7 +24,6 @@ LAYERS: Dict[str, int] = {
     "_shared": 3,
     "_blocking": 4,
     "aio": 4,
-    "_pubsub": 5,
     "triggers": 6,
     "localserver": 6,
     "testing": 7,
@@ -114,7 +113,7 @@ def test_each_layer_imports_only_from_below() -> None:
     ("protocol/machine.py", "from pgwire_pubsub.conninfo import make_params"),
     ("_blocking/connection.py", "from ..aio import connect"),
     ("tls/__init__.py", "from .._shared.reconnect import ReconnectPolicy"),
-    ("_shared/opening.py", "from pgwire_pubsub import _pubsub"),
+    ("_shared/opening.py", "from pgwire_pubsub._blocking import pubsub"),
 ])
 def test_a_forbidden_import_is_found(where: str, line: str, tmp_path: Path) -> None:
     root = tmp_path / "pgwire_pubsub"

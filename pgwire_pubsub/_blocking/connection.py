@@ -14,15 +14,16 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tuple, TypeVar
 
+from .._shared.requests import Execute
 from .._shared.session import SessionView, socket_error
 from ..conninfo import ConnParams, make_params
 from ..errors import InterfaceError, OperationalError
 from ..protocol import steps
 from ..protocol.machine import State
 from .opener import Opener
-from .socketio import SocketIO, Woken
+from .socketio import CLOSE, NUDGE, SocketIO, Woken
 
 T = TypeVar("T")
 
@@ -43,6 +44,7 @@ class Connection(SessionView):
         self._lost: Optional[OperationalError] = None
         self.closed = 0
         self._transport: Optional[SocketIO] = None
+        self.owner: Any = None  # the reader thread that runs every call, while it runs
         self._claim: Dict[int, Tuple[int, object]] = {}  # key 0: the call in progress
         self._closing = threading.Lock()
         self._close_requested = False
@@ -170,7 +172,11 @@ class Connection(SessionView):
     # -- what the PubSub layer uses --------------------------------------
 
     def execute(self, sql: str, params: Optional[Sequence[Optional[str]]] = None) -> List[Any]:
-        """Run SQL; with ``params`` ($1, $2... as text), one statement by the extended protocol."""
+        """Run SQL; with ``params`` ($1, $2... as text), one statement by the extended protocol.
+        While a ``PubSub``'s reader thread owns the connection, it runs there."""
+        owner = self.owner
+        if owner is not None and not owner.here:
+            return owner.run(_request(Execute(sql, params, conn=self)))  # type: ignore[no-any-return]
         return self._run(steps.execute(self.machine, sql, params))
 
     def run_within(self, sql: str, params: Optional[Sequence[Optional[str]]],
@@ -187,6 +193,11 @@ class Connection(SessionView):
         if self.closed:
             raise InterfaceError("connection already closed")
         Opener().cancel(self.params, self.opened)
+
+    def nudge(self) -> None:
+        """End the current wait for input early (from any thread), without closing."""
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(NUDGE)
 
     def mark_broken(self, reason: str) -> OperationalError:
         """Declare the connection unusable (e.g. a failed health check); the error to raise."""
@@ -246,7 +257,7 @@ class Connection(SessionView):
         claim = self._take()
         if claim is None:
             with contextlib.suppress(OSError):
-                self._wake_writer.send(b"\0")  # the busy call finishes the close
+                self._wake_writer.send(CLOSE)  # the busy call finishes the close
             return
         try:
             self._finish_close()
@@ -286,6 +297,11 @@ class Connection(SessionView):
 
 
 _CALL_CODE = Connection._call.__code__
+
+
+def _request(request: Any) -> Generator[Any, Any, Any]:
+    """A procedure of one request."""
+    return (yield request)
 
 
 def connect_raw(dsn: Optional[str] = None, **kwargs: Any) -> Connection:

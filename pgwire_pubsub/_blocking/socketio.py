@@ -43,6 +43,10 @@ _CAN_MASK = _sigmask is not None
 _MAIN_THREAD = threading.main_thread().ident
 
 
+CLOSE = b"\0"  # written to the wakeup socket by close()
+NUDGE = b"\1"  # written to end one wait early (a command waits for the reader thread)
+
+
 class Woken(Exception):
     """Another thread (or a signal handler) asked the waiting one to stop."""
 
@@ -183,10 +187,16 @@ class SocketIO:
         sock = self.sock
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return True
-        waiting = [sock] if self.wakeup is None else [sock, self.wakeup]
+        wakeup = self.wakeup
+        waiting = [sock] if wakeup is None else [sock, wakeup]
         readable, _, _ = select.select(waiting, [], [], timeout)
-        if self.wakeup is not None and self.wakeup in readable:
-            raise Woken()
+        if wakeup is not None and wakeup in readable:
+            # NUDGE only ends this wait (it is taken); CLOSE ends every wait (it stays).
+            seen = wakeup.recv(64, socket.MSG_PEEK)
+            if CLOSE in seen:
+                raise Woken()
+            wakeup.recv(len(seen))
+            return sock in readable
         return bool(readable)
 
     def fileno(self) -> int:

@@ -14,12 +14,24 @@ What this expects of a driver's connection object: ``closed`` (0 open, 1 closed,
 from __future__ import annotations
 
 import secrets
-from typing import Any, Generator, Iterable, List, Optional, Set, Tuple, TypeVar, Union
+from typing import (
+    Any,
+    Callable,
+    Generator,
+    Iterable,
+    List,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 from ..errors import DatabaseError, InterfaceError, OperationalError
 from ..protocol.events import Bound, Event, Reconnected, _Overflowed, check_bound_options
 from ..protocol.pending import Pending
 from .channels import check_channel, check_payload, notify_statement, quote_ident, text_array
+from .fanout import Hub
 from .reconnect import ReconnectPolicy
 from .requests import Clock, Close, Exclusive, Execute, Idle, Open, Sleep, Wait
 
@@ -113,6 +125,12 @@ class PubSubCore:
         conn.machine.bound = self._bound
         self._gave_up: Optional[OperationalError] = None
         self._closing = False
+        # Fan-out: while subscriptions or callbacks exist, the connection delivers into
+        # _inbox and route() hands each notification on (see fanout.py).
+        self.hub = Hub()
+        self._inbox = self._queue
+        self._server: Set[str] = set()  # the channels this session listens on, for us
+        self._private: Set[str] = set()  # verify()'s channels, kept for it whatever else
 
     # -- commands --------------------------------------------------------
 
@@ -128,16 +146,74 @@ class PubSubCore:
     def _listen(self, channel: str, verify: bool) -> Procedure[None]:
         yield from self._execute("LISTEN " + quote_ident(check_channel(channel)))
         self.channels.add(channel)
+        self._server.add(channel)
         if verify:
             yield from self._verify(VERIFY_TIMEOUT)
 
     def _unlisten(self, channel: Optional[str]) -> Procedure[None]:
+        """Stop listening on ``channel`` (None or ``'*'``: every channel), except where a
+        subscription or callback still wants it."""
+        wanted = self.hub.wanted()
         if channel is None or channel == "*":
-            yield from self._execute("UNLISTEN *")
+            if not wanted:
+                yield from self._execute("UNLISTEN *")
+                self._server.clear()
+            else:
+                for name in sorted(self._server - wanted):
+                    yield from self._execute("UNLISTEN " + quote_ident(name))
+                    self._server.discard(name)
             self.channels.clear()
             return
-        yield from self._execute("UNLISTEN " + quote_ident(check_channel(channel)))
+        check_channel(channel)
+        if channel not in wanted:
+            yield from self._execute("UNLISTEN " + quote_ident(channel))
+            self._server.discard(channel)
         self.channels.discard(channel)
+
+    # -- fan-out ---------------------------------------------------------
+
+    def _sync_listens(self) -> Procedure[None]:
+        """LISTEN and UNLISTEN until the server listens on exactly what the client and its
+        subscriptions want (run as ``Exclusive``, so that concurrent opens and closes leave
+        it exactly so)."""
+        wanted = self.hub.wanted() | self.channels
+        for channel in sorted(wanted - self._server):
+            yield from self._execute("LISTEN " + quote_ident(channel))
+            self._server.add(channel)
+        for channel in sorted(self._server - wanted):
+            yield from self._execute("UNLISTEN " + quote_ident(channel))
+            self._server.discard(channel)
+
+    def _sync_listens_exclusively(self) -> Procedure[None]:
+        yield Exclusive(self._sync_listens())
+
+    def _hub_on(self) -> None:
+        """Deliver into a separate inbox from now on, routed by ``route()``."""
+        if self._inbox is self._queue:
+            self._inbox = Pending()
+            self.conn.machine.notifications = self._inbox
+            self.conn.machine.bound = None
+
+    def _hub_off(self) -> None:
+        """Back to delivering straight into the client's own queue."""
+        if self._inbox is not self._queue:
+            self.route()
+            self._inbox = self._queue
+            self.conn.machine.notifications = self._queue
+            self.conn.machine.bound = self._bound
+
+    def route(self) -> bool:
+        """Hand on what the connection delivered (no I/O): whether a subscription or callback
+        got something."""
+        if self._inbox is self._queue:
+            return False
+        delivered = self.hub.dispatch(self._inbox, self._queue, self._keeps)
+        if self._bound is not None:
+            self._bound.enforce(self._queue)
+        return delivered
+
+    def _keeps(self, channel: str) -> bool:
+        return channel in self.channels or channel in self._private
 
     def _notify(self, channel: str, payload: Optional[str]) -> Procedure[None]:
         yield from self._execute(notify_statement(check_channel(channel), check_payload(payload)))
@@ -188,12 +264,16 @@ class PubSubCore:
         token = secrets.token_hex(8)
         # The bound must not drop the self-test's own notification (nor one of yours for it).
         bound, machine.bound = machine.bound, None
+        hub_bound, self._bound = self._bound, None
+        self._private.add(channel)
         try:
             yield from self._self_test(conn, channel, token, timeout)
         finally:
+            self._private.discard(channel)
             machine.bound = bound
-            if bound is not None:
-                bound.enforce(self._queue)
+            self._bound = hub_bound
+            if hub_bound is not None:
+                hub_bound.enforce(self._queue)
 
     def _self_test(self, conn: Any, channel: str, token: str, timeout: float) -> Procedure[None]:
         yield Execute("LISTEN " + quote_ident(channel), conn=conn)
@@ -253,9 +333,12 @@ class PubSubCore:
             if self._queue.items or (deadline is not None and (yield Clock()) >= deadline):
                 return
 
-    def _waited_read(self, timeout: Optional[float]) -> Procedure[None]:
+    def _waited_read(
+        self, timeout: Optional[float], waiting: Optional[Callable[[], bool]] = None
+    ) -> Procedure[None]:
         """One wait for data (at most ``timeout``), with health checks and recovery.  After a
-        loss, what was received before it is handed over before the loss is raised."""
+        loss, what the caller was handed before it (``waiting()``: by default, whether the
+        client's queue holds anything) is taken before the loss is raised."""
         yield from self._connected()
         interval = self.health_check_interval
         if interval is not None:
@@ -267,7 +350,7 @@ class PubSubCore:
         try:
             yield Wait(timeout)
         except OperationalError as exc:
-            if self._queue.items:
+            if self._queue.items if waiting is None else waiting():
                 return
             yield from self._recover(exc)
 
@@ -276,9 +359,9 @@ class PubSubCore:
         timeout = self.health_check_timeout
         try:
             yield Execute("", timeout=timeout)
-            if self.health_check_channels and self.channels:
+            if self.health_check_channels and self._server:
                 rows = yield Execute("SELECT pg_catalog.pg_listening_channels()", timeout=timeout)
-                missing = self.channels - {str(row[0]) for row in rows}
+                missing = self._server - {str(row[0]) for row in rows}
                 if missing:
                     raise conn.mark_broken(
                         f"the server no longer listens on {sorted(missing)!r} for this "
@@ -324,7 +407,7 @@ class PubSubCore:
             conn = None
             try:
                 conn = yield Open()
-                for channel in sorted(self.channels):
+                for channel in sorted(self._server):
                     yield Execute("LISTEN " + quote_ident(channel), conn=conn)
                 break
             except OperationalError as exc:
@@ -340,12 +423,21 @@ class PubSubCore:
             raise InterfaceError("connection closed while reconnecting")
         # The marker goes exactly between what came before the loss and what follows.
         down = (yield Clock()) - started
-        self._queue.append(Reconnected(down, conn.get_backend_pid(), attempt))
-        if self._bound is not None:
-            self._bound.marker_added()
-        conn.machine.adopt_queue(self._queue, self._bound)
+        marker = Reconnected(down, conn.get_backend_pid(), attempt)
+        if self._inbox is self._queue:
+            self._queue.append(marker)
+            if self._bound is not None:
+                self._bound.marker_added()
+            conn.machine.adopt_queue(self._queue, self._bound)
+        else:  # routed to every subscription and callback, and to the client's queue
+            self._inbox.append(marker)
+            conn.machine.adopt_queue(self._inbox, None)
+            if self._bound is not None:
+                self._bound.marker_added()
         self.conn = conn
+        self.route()
+
+    PUBLIC_NAME = "pgwire_pubsub.PubSub"
 
     def __repr__(self) -> str:
-        name = type(self).__name__
-        return f"<pgwire_pubsub.{name} channels={sorted(self.channels)!r} conn={self.conn!r}>"
+        return f"<{self.PUBLIC_NAME} channels={sorted(self.channels)!r} conn={self.conn!r}>"

@@ -82,6 +82,7 @@ class AsyncConnection(SessionView):
         self._lock = asyncio.Lock()
         self._deadline: Optional[float] = None
         self._background: Set[asyncio.Task[None]] = set()
+        self.on_input: Optional[Callable[[], None]] = None  # after each feed, before waking
 
     @classmethod
     async def connect(cls, params: ConnParams) -> AsyncConnection:
@@ -103,6 +104,8 @@ class AsyncConnection(SessionView):
             self.machine.receive_data(data)
         except OperationalError as exc:
             self._fail(exc)
+        if self.on_input is not None:
+            self.on_input()
         self._wake()
 
     def _wake(self) -> None:

@@ -9,15 +9,18 @@ and tasks that wait for events all wake when they come.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Iterable, List, Optional, Tuple, Union
+from typing import Any, AsyncIterator, Callable, FrozenSet, Iterable, List, Optional, Tuple, Union
 
+from .._shared.channels import check_channel
+from .._shared.fanout import Reader
 from .._shared.pubsub import VERIFY_TIMEOUT, Procedure, PubSubCore, T, split_options
 from .._shared.reconnect import ReconnectPolicy
 from .._shared.requests import Clock, Close, Exclusive, Execute, Idle, Open, Sleep, Wait
 from ..conninfo import make_params
 from ..errors import InterfaceError
-from ..protocol.events import Event
+from ..protocol.events import Event, check_bound_options
 from ._connection import AsyncConnection
+from ._subscription import Subscription, run_callbacks
 
 
 class AsyncPubSub(PubSubCore):
@@ -25,6 +28,7 @@ class AsyncPubSub(PubSubCore):
     as coroutines (see ``PubSubCore`` for the options)."""
 
     conn: AsyncConnection
+    PUBLIC_NAME = "pgwire_pubsub.aio.AsyncPubSub"
 
     def __init__(
         self,
@@ -48,6 +52,8 @@ class AsyncPubSub(PubSubCore):
         )
         self._stop = asyncio.Event()
         self._exclusive = asyncio.Lock()
+        self._callbacks_task: Optional[asyncio.Task[None]] = None
+        conn.on_input = self._on_input
 
     # -- commands --------------------------------------------------------
 
@@ -116,6 +122,62 @@ class AsyncPubSub(PubSubCore):
             if not queue.items and yield_timeouts:
                 yield None
 
+    # -- fan-out -----------------------------------------------------------
+
+    def subscribe(self, *channels: str, max_pending: int = 1000,
+                  overflow: str = "drop-oldest") -> Subscription:
+        """A subscription to ``channels`` with a bound of its own; open it with ``async with``
+        (or ``await``).  Every subscription of a channel gets each of its notifications, and
+        LISTEN/UNLISTEN follow the first opening and the last closing."""
+        for channel in channels:
+            check_channel(channel)
+        check_bound_options(max_pending, overflow)
+        return Subscription(self, channels, max_pending, overflow)
+
+    async def add_listener(self, channel: str, callback: Callable[[Any], Any]) -> None:
+        """Call ``callback(event)`` for every notification on ``channel`` (and every marker);
+        a coroutine function's result is awaited.  Callbacks run one after another, in
+        arrival order, in one task; one that raises is logged and delivery goes on."""
+        check_channel(channel)
+        self._hub_on()
+        self.hub.add_callback(channel, callback)
+        try:
+            await self._drive(self._sync_listens_exclusively())
+        except BaseException:
+            self.hub.remove_callback(channel, callback)
+            raise
+        if self._callbacks_task is None or self._callbacks_task.done():
+            self._callbacks_task = asyncio.ensure_future(run_callbacks(self))
+
+    async def remove_listener(self, channel: str, callback: Callable[[Any], Any]) -> None:
+        """Stop calling ``callback`` for ``channel`` (UNLISTEN when nothing else wants it)."""
+        if self.hub.remove_callback(channel, callback):
+            await self._drive(self._sync_listens_exclusively())
+
+    async def _open_reader(self, channels: FrozenSet[str], max_pending: int,
+                           overflow: str) -> Reader:
+        self._check_usable()
+        self._hub_on()
+        reader = self.hub.open(channels, max_pending, overflow)
+        try:
+            await self._drive(self._sync_listens_exclusively())
+        except BaseException:
+            self.hub.close(reader)
+            raise
+        return reader
+
+    async def _close_reader(self, reader: Reader) -> None:
+        self.hub.close(reader)
+        self.conn._wake()  # its waiting task ends
+        if self.conn.closed == 0:
+            await self._drive(self._sync_listens_exclusively())
+
+    def _on_input(self) -> None:
+        self.route()
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
     # -- running the shared procedures ----------------------------------------
 
     async def _drive(self, procedure: Procedure[T]) -> T:
@@ -146,7 +208,9 @@ class AsyncPubSub(PubSubCore):
         if kind is Idle:
             return self.conn.idle_seconds
         if kind is Open:
-            return await AsyncConnection.connect(self.conn.params)
+            conn = await AsyncConnection.connect(self.conn.params)
+            conn.on_input = self._on_input
+            return conn
         if kind is Close:
             return await request.conn.close()
         if kind is Sleep:
@@ -164,9 +228,13 @@ class AsyncPubSub(PubSubCore):
 
     async def close(self) -> None:
         """Close the connection; every task waiting on it (``events()``, ``get_event()``, a
-        reconnection's pause) wakes at once, and ``events()`` ends."""
+        subscription, a reconnection's pause) wakes at once, and iterations end."""
         self._closing = True
         self._stop.set()
+        for feed in list(self.hub.feeds.values()):
+            for reader in list(feed.readers):
+                self.hub.close(reader)
+        self.hub.callbacks.clear()
         await self.conn.close()
 
     async def __aenter__(self) -> AsyncPubSub:

@@ -12,8 +12,8 @@ import threading
 from types import FrameType
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .. import PubSub
 from .._blocking.connection import Connection
-from .._pubsub import PubSub
 from ..conninfo import ConnParams, make_params
 from ..errors import Error, NotSupportedError, ProgrammingError
 

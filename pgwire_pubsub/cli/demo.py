@@ -10,8 +10,7 @@ import socket
 import time
 from typing import Any, Iterator, List
 
-from .. import localserver, triggers
-from .._pubsub import PubSub, quote_ident
+from .. import PubSub, localserver, quote_ident, triggers
 from ..conninfo import ConnParams, make_params
 from ..errors import DatabaseError, Error
 from ..protocol.messages import Notify

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Optional
 
-from .._pubsub import PubSub
+from .. import PubSub
 from .._shared.channels import check_channel
 from ..errors import Error
 from ..protocol.events import Reconnected

@@ -7,18 +7,21 @@ blocking ``Connection`` and the clock, and adds what only blocking code has:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, Union
 
-from ._blocking.connection import Connection, connect_raw
-from ._shared.channels import check_channel, check_payload, quote_ident
-from ._shared.pubsub import VERIFY_TIMEOUT, Procedure, PubSubCore, T, split_options
-from ._shared.reconnect import ReconnectPolicy
-from ._shared.requests import Clock, Close, Exclusive, Execute, Idle, Open, Sleep, Wait
-from .conninfo import make_params
-from .errors import InterfaceError
-from .protocol.events import Event
+from .._shared.channels import check_channel, check_payload, quote_ident
+from .._shared.fanout import Reader
+from .._shared.pubsub import VERIFY_TIMEOUT, Procedure, PubSubCore, T, split_options
+from .._shared.reconnect import ReconnectPolicy
+from .._shared.requests import Clock, Close, Exclusive, Execute, Idle, Open, Sleep, Wait
+from ..conninfo import make_params
+from ..errors import InterfaceError, OperationalError
+from ..protocol.events import Event, check_bound_options
+from .connection import Connection, connect_raw
+from .fanout import ReaderThread, Subscription
 
 __all__ = ["PubSub", "connect", "quote_ident"]
 
@@ -50,6 +53,10 @@ class PubSub(PubSubCore):
             overflow=overflow,
         )
         self._stop = threading.Event()
+        # Fan-out (see fanout.py): the reader thread while subscriptions or callbacks exist.
+        self._hub_cond = threading.Condition()
+        self._hub_lock = threading.Lock()  # opening and closing subscriptions, one at a time
+        self._reader_thread: Optional[ReaderThread] = None
 
     # -- commands --------------------------------------------------------
 
@@ -96,14 +103,14 @@ class PubSub(PubSubCore):
         """The next event, waiting up to ``select_timeout`` seconds (None: no limit)."""
         self._check_usable()
         if not self._queue.items:  # the deque's truth test, in C: this runs per event
-            self._drive(self._wait(select_timeout))
+            self._wait_here(select_timeout)
         return self._take() if self._queue.items else None
 
     def get_events(self, select_timeout: Optional[float] = 0) -> Optional[List[Event]]:
         """Every event waiting (after up to ``select_timeout`` seconds), or None."""
         self._check_usable()
         if not self._queue:
-            self._drive(self._wait(select_timeout))
+            self._wait_here(select_timeout)
         return self._take_all()
 
     def events(
@@ -122,7 +129,7 @@ class PubSub(PubSubCore):
             while queue.items and self.conn.closed != 1:
                 yield self._take()
             try:
-                self._drive(self._wait(select_timeout))
+                self._wait_here(select_timeout)
             except InterfaceError:
                 if self.conn.closed == 1:
                     return
@@ -130,9 +137,115 @@ class PubSub(PubSubCore):
             if not queue.items and yield_timeouts:
                 yield None
 
+    def _wait_here(self, timeout: Optional[float]) -> None:
+        """Wait for the client's own queue: by reading (the shared procedure), or, while the
+        reader thread reads, until it hands something over."""
+        if self._reader_thread is None:
+            self._drive(self._wait(timeout))
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._hub_cond:
+            while not self._queue.items:
+                self._raise_if_stopped()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                self._hub_cond.wait(left)
+
+    # -- fan-out -----------------------------------------------------------
+
+    def subscribe(self, *channels: str, max_pending: int = 1000,
+                  overflow: str = "drop-oldest") -> Subscription:
+        """A subscription to ``channels``, open at once, with a bound of its own; any thread
+        may read it.  Every subscription of a channel gets each of its notifications, and
+        LISTEN/UNLISTEN follow the first opening and the last closing.  While subscriptions
+        (or callbacks) exist, a background thread reads the connection, and every method of
+        this client may be called from any thread."""
+        for channel in channels:
+            check_channel(channel)
+        check_bound_options(max_pending, overflow)
+        self._check_usable()
+        with self._hub_lock:
+            self._start_reader()
+            with self._hub_cond:
+                reader = self.hub.open(channels, max_pending, overflow)
+            self._sync_or_undo(lambda: self.hub.close(reader))
+        return Subscription(self, reader)
+
+    def add_listener(self, channel: str, callback: Callable[[Any], Any]) -> None:
+        """Call ``callback(event)`` for every notification on ``channel`` (and every marker),
+        on the reader thread, one after another in arrival order; one that raises is logged
+        and delivery goes on."""
+        check_channel(channel)
+        self._check_usable()
+        with self._hub_lock:
+            self._start_reader()
+            with self._hub_cond:
+                self.hub.add_callback(channel, callback)
+            self._sync_or_undo(lambda: self.hub.remove_callback(channel, callback))
+
+    def remove_listener(self, channel: str, callback: Callable[[Any], Any]) -> None:
+        """Stop calling ``callback`` for ``channel`` (UNLISTEN when nothing else wants it)."""
+        with self._hub_lock:
+            with self._hub_cond:
+                removed = self.hub.remove_callback(channel, callback)
+            if removed:
+                self._settle()
+
+    def _close_reader(self, reader: Reader) -> None:
+        with self._hub_lock:
+            with self._hub_cond:
+                if reader.closed:
+                    return
+                self.hub.close(reader)
+                self._hub_cond.notify_all()
+            self._settle()
+
+    def _start_reader(self) -> None:
+        if self._reader_thread is None:
+            self._hub_on()
+            self._reader_thread = ReaderThread(self, self._hub_cond)
+            self._reader_thread.start()
+
+    def _sync_or_undo(self, undo: Callable[[], object]) -> None:
+        try:
+            self._drive(self._sync_listens())
+        except BaseException:
+            with self._hub_cond:
+                undo()
+            self._settle()
+            raise
+
+    def _settle(self) -> None:
+        """After a closing: UNLISTEN what nobody wants; stop the reader thread when nothing
+        is left to fan out."""
+        if self.conn.closed == 0 and self._reader_thread is not None:
+            with contextlib.suppress(OperationalError, InterfaceError):
+                self._drive(self._sync_listens())
+        if not self.hub.active and self._reader_thread is not None:
+            self._reader_thread.stop()
+            self._reader_thread = None
+            self._hub_off()
+
+    def _raise_if_stopped(self) -> None:
+        """In a wait on the reader thread: raise why it stopped, if it did."""
+        thread = self._reader_thread
+        if self.conn.closed == 1 or self._closing:
+            raise InterfaceError("connection already closed")
+        if thread is not None and thread.error is not None:
+            error = thread.error
+            raise error if isinstance(error, Exception) else InterfaceError(str(error))
+
     # -- running the shared procedures ----------------------------------------
 
     def _drive(self, procedure: Procedure[T]) -> T:
+        """Run ``procedure``: here, or on the reader thread while there is one."""
+        thread = self._reader_thread
+        if thread is not None and not thread.here:
+            return thread.run(procedure)
+        return self._drive_here(procedure)
+
+    def _drive_here(self, procedure: Procedure[T]) -> T:
         """Run ``procedure`` to its end, performing its requests; whatever performing one
         raises (an interrupt too) goes back into it, so its own cleanup runs."""
         value: Any = None
@@ -162,13 +275,15 @@ class PubSub(PubSubCore):
         if kind is Idle:
             return self.conn.idle_seconds
         if kind is Open:
-            return Connection(self.conn.params)
+            conn = Connection(self.conn.params)
+            conn.owner = self._reader_thread
+            return conn
         if kind is Close:
             return request.conn.close()
         if kind is Sleep:
             return self._stop.wait(request.seconds)
         if kind is Exclusive:  # one thread at a time already
-            return self._drive(request.procedure)
+            return self._drive_here(request.procedure)
         raise TypeError(f"unknown request {request!r}")
 
     # -- the rest --------------------------------------------------------
@@ -178,7 +293,18 @@ class PubSub(PubSubCore):
         wakes a thread blocked in ``events()`` (which then ends)."""
         self._closing = True
         self._stop.set()
+        thread = self._reader_thread
+        if thread is not None:
+            with self._hub_cond:
+                for feed in list(self.hub.feeds.values()):
+                    for reader in list(feed.readers):
+                        self.hub.close(reader)
+                self.hub.callbacks.clear()
+                thread.stopping = True
+                self._hub_cond.notify_all()
         self.conn.close()
+        if thread is not None and not thread.here:
+            thread.thread.join()
 
     def __enter__(self) -> PubSub:
         return self

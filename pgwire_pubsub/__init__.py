@@ -5,6 +5,7 @@
 """
 
 from ._blocking.connection import Connection
+from ._blocking.fanout import Subscription
 from ._blocking.pubsub import PubSub, connect, quote_ident
 from ._shared.reconnect import ReconnectPolicy
 from .conninfo import ConnParams, HostSpec, make_params, parse_dsn
@@ -48,6 +49,7 @@ __all__ = [
     "QueryCanceled",
     "ReconnectPolicy",
     "Reconnected",
+    "Subscription",
     "Warning",
     "__version__",
     "connect",

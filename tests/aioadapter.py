@@ -150,10 +150,57 @@ class SyncPubSub:
             except StopAsyncIteration:
                 return
 
+    def subscribe(self, *channels: str, **options: Any) -> SyncSubscription:
+        subscription = self.apubsub.subscribe(*channels, **options)
+        self._runner.run(subscription.open())
+        return SyncSubscription(self._runner, subscription)
+
+    def add_listener(self, channel: str, callback: Callable[[Any], Any]) -> None:
+        self._call("add_listener")(channel, callback)
+
+    def remove_listener(self, channel: str, callback: Callable[[Any], Any]) -> None:
+        self._call("remove_listener")(channel, callback)
+
     def close(self) -> None:
         self._runner.run(self.apubsub.close())
 
     def __enter__(self) -> SyncPubSub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyncSubscription:
+    """An asyncio ``Subscription`` used through the blocking ``Subscription``'s methods."""
+
+    def __init__(self, runner: LoopThread, subscription: aio.Subscription) -> None:
+        self._runner = runner
+        self.asubscription = subscription
+        self.channels = subscription.channels
+
+    @property
+    def closed(self) -> bool:
+        return self.asubscription.closed
+
+    def get(self, timeout: Optional[float] = None) -> Any:
+        return self._runner.run(self.asubscription.get(timeout))
+
+    def get_events(self, timeout: Optional[float] = 0) -> Any:
+        return self._runner.run(self.asubscription.get_events(timeout))
+
+    def __iter__(self) -> Iterator[Any]:
+        iterator = self.asubscription.__aiter__()
+        while True:
+            try:
+                yield self._runner.run(iterator.__anext__())
+            except StopAsyncIteration:
+                return
+
+    def close(self) -> None:
+        self._runner.run(self.asubscription.close())
+
+    def __enter__(self) -> SyncSubscription:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -152,10 +152,15 @@ class Subscription:
 
     def get_events(self, timeout: Optional[float] = 0) -> Optional[List[Event]]:
         """Every event waiting (after up to ``timeout`` seconds for the first), or None."""
-        first = self.get(timeout) if not self._reader.waiting else None
+        reader = self._reader
         with self._pubsub._hub_cond:
-            events = self._reader.take_events() or []
-        return ([first] if first is not None else []) + events or None
+            if reader.waiting:
+                return reader.take_events()
+        first = self.get(timeout)
+        if first is None:
+            return None
+        with self._pubsub._hub_cond:
+            return [first, *(reader.take_events() or ())]
 
     def __iter__(self) -> Iterator[Event]:
         while True:

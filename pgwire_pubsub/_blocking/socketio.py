@@ -96,8 +96,8 @@ class SocketIO:
     def feed(self, deadline: Optional[float]) -> None:
         """Wait for input until ``deadline`` (``TimeoutError`` then) and feed it to the
         machine."""
-        if not self.wait_readable(remaining(deadline)):
-            raise TimeoutError("timeout expired")
+        while not self.wait_readable(remaining(deadline)):
+            pass  # nudged (the wait is not over) or the deadline passed (remaining raises)
         self.take_in(self.machine.receive_data)
 
     def take_in(self, consume: Callable[[bytes], R]) -> Optional[R]:

@@ -4,9 +4,9 @@ Subscriptions to the same set of channels share one ``Feed``: a log of what
 arrived for them, in order, that each subscription (a ``Reader``) walks with a
 cursor of its own.  Delivering a notification to N subscribers is one append,
 and N cursor steps when they read; a burst taken in batches costs a slice per
-batch.  Each reader keeps its own bound (``max_pending``, ``overflow``), checked
-when it reads and whenever the log grows long, so a reader that never reads
-pins at most ``max_pending`` entries and slows nobody.
+batch.  Each reader keeps its own bound (``max_pending``, ``overflow``), applied
+after each batch that arrives as the client's own bound is, so a reader that
+never reads pins at most ``max_pending`` entries and slows nobody.
 
 ``Hub`` routes what the connection receives: each notification to the feeds of
 its channel, to the callbacks registered for it, and to the client's own queue
@@ -17,6 +17,7 @@ server must listen on.  Sans-IO: waking the readers is the driver's job.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from typing import Any, Callable, Deque, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
@@ -31,54 +32,76 @@ from ..protocol.messages import Notify
 from ..protocol.pending import Pending
 
 Callback = Callable[[Any], Any]
-_TRIM_SLACK = 64  # entries a log may hold beyond twice its largest bound before a trim
 
 
 class Feed:
     """What arrived for one set of channels, oldest first; ``base`` is the sequence number
-    of ``log[0]``, so ``base + len(log)`` is the next one's."""
+    of ``log[0]``, so ``base + len(log)`` is the next one's; ``marks`` the sequence numbers
+    of the markers in it (they are rare, and do not count toward a bound)."""
 
-    __slots__ = ("base", "channels", "limit", "log", "readers")
+    __slots__ = ("base", "channels", "log", "marks", "readers")
 
     def __init__(self, channels: FrozenSet[str]) -> None:
         self.channels = channels
         self.log: List[Any] = []
         self.base = 0
+        self.marks: List[int] = []
         self.readers: List[Reader] = []
-        self.limit = 0  # the largest max_pending of its readers
 
     @property
     def head(self) -> int:
         return self.base + len(self.log)
 
     def add(self, item: Any) -> None:
+        if type(item) is not Notify:
+            self.marks.append(self.base + len(self.log))
         self.log.append(item)
-        if len(self.log) > 2 * self.limit + _TRIM_SLACK:
-            self.trim()
 
-    def trim(self) -> None:
-        """Let every reader catch up with its bound, then free what no reader needs."""
+    def notes(self, start: int, stop: int) -> int:
+        """Notifications (not markers) from sequence number ``start`` to ``stop``."""
+        marks = self.marks
+        return stop - start - (bisect_left(marks, stop) - bisect_left(marks, start))
+
+    def after_notes(self, start: int, count: int) -> int:
+        """Where the ``count``-th notification from ``start`` on ends."""
+        marks = self.marks
+        stop = start + count
+        index = bisect_left(marks, start)
+        while index < len(marks) and marks[index] < stop:
+            stop += 1
+            index += 1
+        return stop
+
+    def markers(self, start: int, stop: int) -> List[Any]:
+        marks = self.marks
+        found = marks[bisect_left(marks, start) : bisect_left(marks, stop)]
+        return [self.log[mark - self.base] for mark in found]
+
+    def settle(self) -> None:
+        """After arrivals: every reader within its bound, and what none needs freed."""
         head = self.head
         keep_from = head
         for reader in self.readers:
             reader.catch_up(head)
-            keep_from = min(keep_from, reader.cursor)
-        if keep_from > self.base:
+            if reader.cursor < keep_from:
+                keep_from = reader.cursor
+        if keep_from - self.base > len(self.log) // 2:  # in halves, so freeing is cheap
             del self.log[: keep_from - self.base]
             self.base = keep_from
+            del self.marks[: bisect_left(self.marks, keep_from)]
 
 
 class Reader:
-    """One subscription's place in its feed, its bound, and what it holds ready.
+    """One subscription: its place in its feed, its bound, and what it holds aside.
 
-    ``ready`` holds events taken out of the feed by a bound's catch-up (markers that
-    must stay visible, the oldest notifications under ``raise``), in order before
-    what the feed still holds from ``cursor`` on; ``batch`` what the last take brought,
-    for a subscription read one event at a time.
+    ``ready`` holds, in order before what the feed holds from ``cursor`` on, what the
+    bound set aside: markers that must stay visible, a ``Dropped`` or an overflow marker
+    where a loss happened, and (``raise``) the oldest notifications kept.  The bound is
+    the client's own (``protocol.events.Bound``), applied after each arrival of a batch.
     """
 
-    __slots__ = ("batch", "closed", "cursor", "feed", "lost_from", "max_pending", "overflow",
-                 "ready")
+    __slots__ = ("closed", "cursor", "feed", "max_pending", "overflow", "ready",
+                 "ready_notes")
 
     def __init__(self, feed: Feed, max_pending: int, overflow: str) -> None:
         check_bound_options(max_pending, overflow)
@@ -87,89 +110,85 @@ class Reader:
         self.max_pending = max_pending
         self.overflow = overflow
         self.ready: Deque[Any] = deque()
-        self.lost_from: Optional[int] = None  # raise: everything from here on is lost
-        self.batch: Deque[Any] = deque()
+        self.ready_notes = 0  # notifications in ready
         self.closed = False
 
     @property
     def waiting(self) -> bool:
         """Whether something can be taken now."""
-        return (bool(self.batch) or bool(self.ready) or self.cursor < self.feed.head
-                or self.lost_from is not None)
+        return bool(self.ready) or self.cursor < self.feed.head
 
     def catch_up(self, head: int) -> None:
-        """Apply the bound to what waits beyond ``cursor``: the newest ``max_pending`` stay
-        (drop-oldest, with a ``Dropped`` marker where the loss happened), or the oldest
-        ``max_pending`` are set aside and everything after them is lost (raise)."""
-        if self.lost_from is not None:
-            self.cursor = head  # lost at the same point, as long as nobody reads
-            return
-        excess = head - self.cursor - self.max_pending
+        """Within the bound again: the newest ``max_pending`` notifications kept, with a
+        ``Dropped`` first (drop-oldest), or the oldest kept and an overflow marker where
+        the rest were lost (raise)."""
+        if head - self.cursor + self.ready_notes <= self.max_pending:
+            return  # the common case, markers or not
+        feed = self.feed
+        excess = feed.notes(self.cursor, head) + self.ready_notes - self.max_pending
         if excess <= 0:
             return
-        log, base = self.feed.log, self.feed.base
-        if self.overflow == "drop-oldest":
-            stop = self.cursor + excess
-            skipped = log[self.cursor - base : stop - base]
-            markers = [item for item in skipped if type(item) is not Notify]
-            dropped = len(skipped) - len(markers)
-            if self.ready and type(self.ready[0]) is Dropped:  # the loss goes on there
-                dropped += self.ready.popleft().dropped
-            self.ready.extend(markers)  # a reconnection stays visible, in its order
-            self.ready.appendleft(Dropped(dropped))
+        ready = self.ready
+        if self.overflow == "drop-oldest":  # nothing but markers in ready
+            stop = feed.after_notes(self.cursor, excess)
+            if ready and type(ready[0]) is Dropped:  # the loss goes on at the same point
+                excess += ready.popleft().dropped
+            ready.extend(feed.markers(self.cursor, stop))  # a reconnection stays visible
+            ready.appendleft(Dropped(excess))
             self.cursor = stop
-        else:
-            keep = self.max_pending
-            self.ready.extend(log[self.cursor - base : self.cursor + keep - base])
-            self.lost_from = self.cursor + keep
-            self.cursor = head
-
-    def take_all(self) -> List[Any]:
-        """Everything waiting, in order; an overflow (raise) ends the list with an
-        ``_Overflowed`` marker, and resumes after it."""
-        feed = self.feed
-        head = feed.head
-        self.catch_up(head)
-        out = list(self.ready)
-        self.ready.clear()
-        if self.lost_from is not None:
-            out.append(_Overflowed(head - self.lost_from))
-            self.lost_from = None
-        else:
-            out += feed.log[self.cursor - feed.base : head - feed.base]
+            return
+        room = self.max_pending - self.ready_notes
+        end = feed.after_notes(self.cursor, room)
+        if room == 0 and ready and type(ready[-1]) is _Overflowed:
+            first_lost = feed.after_notes(self.cursor, 1) - 1
+            if not feed.markers(self.cursor, first_lost):  # no marker in between
+                excess += ready.pop().lost  # the loss goes on at the same point
+        ready.extend(feed.log[self.cursor - feed.base : end - feed.base])
+        ready.extend(feed.markers(end, head))
+        ready.append(_Overflowed(excess))
+        self.ready_notes += room
         self.cursor = head
-        return out
-
 
     def next_event(self) -> Optional[Event]:
         """The next event, or None; an overflow raises ``PendingOverflow`` at the point of
         loss."""
-        batch = self.batch
-        if not batch:
-            batch.extend(self.take_all())
-            if not batch:
-                return None
-        item = batch.popleft()
-        if type(item) is _Overflowed:
-            raise PendingOverflow(item.lost, self.max_pending)
-        return item  # type: ignore[no-any-return]
+        ready = self.ready
+        if ready:
+            item = ready.popleft()
+            kind = type(item)
+            if kind is Notify:
+                self.ready_notes -= 1
+            elif kind is _Overflowed:
+                raise PendingOverflow(item.lost, self.max_pending)
+            return item  # type: ignore[no-any-return]
+        feed = self.feed
+        if self.cursor < feed.head:
+            item = feed.log[self.cursor - feed.base]
+            self.cursor += 1
+            return item  # type: ignore[no-any-return]
+        return None
 
     def take_events(self) -> Optional[List[Event]]:
         """Every event waiting, or None; stops before an overflow that is not first, so
         that it raises on the next call, at the point of loss."""
-        batch = self.batch
-        if not batch:
-            taken = self.take_all()  # an overflow marker can only be last
-            if not taken or type(taken[-1]) is not _Overflowed:
-                return taken or None
-            batch.extend(taken)
         events: List[Event] = []
-        while batch:
-            if type(batch[0]) is _Overflowed:
+        ready = self.ready
+        while ready:
+            item = ready.popleft()
+            kind = type(item)
+            if kind is _Overflowed:
                 if events:
-                    break
-                raise PendingOverflow(batch.popleft().lost, self.max_pending)
-            events.append(batch.popleft())
+                    ready.appendleft(item)
+                    return events
+                raise PendingOverflow(item.lost, self.max_pending)
+            if kind is Notify:
+                self.ready_notes -= 1
+            events.append(item)
+        feed = self.feed
+        head = feed.head
+        if self.cursor < head:  # the common case: one slice of the feed
+            events += feed.log[self.cursor - feed.base : head - feed.base]
+            self.cursor = head
         return events or None
 
 
@@ -200,7 +219,6 @@ class Hub:
                 self.by_channel.setdefault(channel, []).append(feed)
         reader = Reader(feed, max_pending, overflow)
         feed.readers.append(reader)
-        feed.limit = max(feed.limit, max_pending)
         self._count(wanted, 1)
         return reader
 
@@ -212,8 +230,7 @@ class Hub:
         feed.readers.remove(reader)
         self._count(feed.channels, -1)
         if feed.readers:
-            feed.limit = max(r.max_pending for r in feed.readers)
-            feed.trim()
+            feed.settle()
             return
         del self.feeds[feed.channels]
         for channel in feed.channels:
@@ -263,26 +280,30 @@ class Hub:
         if not inbox.items:
             return False
         by_channel, callbacks = self.by_channel, self.callbacks
-        delivered = False
+        touched: Set[Feed] = set()
+        called = False
         for item in inbox.take_all():
             if type(item) is Notify:
                 channel = item.channel
                 for feed in by_channel.get(channel, ()):
                     feed.add(item)
-                    delivered = True
+                    touched.add(feed)
                 for callback in callbacks.get(channel, ()):
                     self._call(callback, item)
-                    delivered = True
+                    called = True
                 if keep(channel):
                     own.append(item)
             else:
                 for feed in self.feeds.values():
                     feed.add(item)
+                    touched.add(feed)
                 for callback in self.distinct_callbacks():
                     self._call(callback, item)
+                    called = True
                 own.append(item)
-                delivered = True
-        return delivered
+        for feed in touched:
+            feed.settle()
+        return called or bool(touched)
 
     def distinct_callbacks(self) -> List[Callback]:
         """Every callback registered, once, in the order they were first registered."""

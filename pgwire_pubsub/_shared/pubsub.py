@@ -339,7 +339,10 @@ class PubSubCore:
         """One wait for data (at most ``timeout``), with health checks and recovery.  After a
         loss, what the caller was handed before it (``waiting()``: by default, whether the
         client's queue holds anything) is taken before the loss is raised."""
+        has_something = waiting or (lambda: bool(self._queue.items))
         yield from self._connected()
+        if has_something():  # a reconnection just marked the gap, for one
+            return
         interval = self.health_check_interval
         if interval is not None:
             due = interval - (yield Idle())
@@ -350,7 +353,7 @@ class PubSubCore:
         try:
             yield Wait(timeout)
         except OperationalError as exc:
-            if self._queue.items if waiting is None else waiting():
+            if has_something():
                 return
             yield from self._recover(exc)
 

@@ -20,6 +20,7 @@ from ..protocol.events import Dropped, PendingOverflow, Reconnected
 from ..protocol.messages import Notify
 from ._connection import AsyncConnection
 from ._pubsub import AsyncPubSub, connect
+from ._subscription import Subscription
 
 __all__ = [
     "AsyncConnection",
@@ -34,5 +35,6 @@ __all__ = [
     "ProgrammingError",
     "QueryCanceled",
     "Reconnected",
+    "Subscription",
     "connect",
 ]

@@ -85,9 +85,13 @@ class Subscription:
 
     async def get_events(self, timeout: Optional[float] = 0) -> Optional[List[Event]]:
         """Every event waiting (after up to ``timeout`` seconds for the first), or None."""
-        first = await self.get(timeout) if not self._opened().waiting else None
-        events = self._opened().take_events() or []
-        return ([first] if first is not None else []) + events or None
+        reader = self._opened()
+        if not reader.waiting:
+            first = await self.get(timeout)
+            if first is None:
+                return None
+            return [first, *(reader.take_events() or ())]
+        return reader.take_events()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()

@@ -586,6 +586,21 @@ def test_demo_runs_end_to_end(demo_tmpdir: str, server: str) -> None:
     assert_left_nothing(demo_tmpdir)
 
 
+needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                                reason="needs root")
+
+
+@needs_root
+def test_demo_as_root_without_sbin_on_path(demo_tmpdir: str) -> None:
+    """The PATH of cron and of su without -: runuser (in /usr/sbin) is not on it."""
+    needs_local_binaries()
+    env = clean_env(TMPDIR=demo_tmpdir, PATH="/usr/local/bin:/usr/bin:/bin")
+    proc = run_cli("demo", "--server", "local", env=env, timeout=DEMO_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_demo_output(proc.stdout)
+    assert_left_nothing(demo_tmpdir)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_demo_serve_until_a_signal(demo_tmpdir: str, spawn: Any, sig: signal.Signals) -> None:
     needs_local_binaries()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import shutil
 import sys
 import tempfile
 import uuid
@@ -19,6 +20,7 @@ from pgwire_pubsub import localserver
 from pgwire_pubsub.localserver import (
     LocalServer,
     ServerError,
+    ServerPrograms,
     ServerUnavailable,
     find_pg_bindir,
     pgserver_bindir,
@@ -228,3 +230,43 @@ def test_pgservers_binaries_run_a_throwaway_server() -> None:
     with LocalServer(bindir) as srv:
         assert srv.version().startswith("16.")
         round_trip(srv.dsn())
+
+
+# -- as root: reaching the binaries as another user -------------------------
+
+needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                                reason="needs root")
+
+
+@needs_root
+def test_as_root_the_server_starts_without_sbin_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PATH of cron and of su without -: runuser (in /usr/sbin) is not on it."""
+    monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin:/bin")
+    with LocalServer(local_bindir()) as srv:
+        pid = srv.server_pid()
+        assert pid is not None and owner_uid(pid) == pwd.getpwnam("postgres").pw_uid
+        round_trip(srv.dsn())
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory under /tmp that every user can enter (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="pgwire-test-shared-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@needs_root
+def test_the_run_as_user_has_its_own_groups_and_home(shared_dir: Path) -> None:
+    script = shared_dir / "initdb"
+    script.write_text('#!/bin/sh\nid -u; id -g; id -G; echo "$HOME $USER $LOGNAME"\n')
+    script.chmod(0o755)
+    entry = pwd.getpwnam("postgres")
+    code, out, err = ServerPrograms(str(shared_dir), "postgres").run("initdb")
+    assert code == 0, err
+    uid, gid, groups, home = out.splitlines()
+    assert (int(uid), int(gid)) == (entry.pw_uid, entry.pw_gid)
+    assert sorted(map(int, groups.split())) == sorted(set(os.getgrouplist("postgres",
+                                                                          entry.pw_gid)))
+    assert home == f"{entry.pw_dir} postgres postgres"

@@ -5,8 +5,9 @@ for those bundled in the ``pgserver`` wheel (``pip install 'pgwire-pubsub[server
 ``LocalServer(bindir)`` then runs a private cluster: a new temp dir, a free port,
 trust authentication on 127.0.0.1 and on a Unix socket in that dir, ``fsync`` off.
 As root it runs the binaries as the ``postgres`` system user (``nobody`` when there
-is none), since PostgreSQL refuses to run as root.  ``cleanup()`` stops the server
-and removes the dir.
+is none), since PostgreSQL refuses to run as root; when that user cannot reach them
+(a virtualenv under ``/root``), it runs a copy made in a temp dir.  ``cleanup()``
+stops the server and removes the dirs.
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ class LocalServer:
     ``with LocalServer(bindir) as server: connect(server.dsn())``.  Only the
     ``postgres`` role exists; every local connection is trusted.  ``run_as``: the
     system user that runs the binaries (default: ourselves, or as root the ``postgres``
-    user, else ``nobody``).
+    user, else ``nobody``); when it cannot reach them, ``start()`` copies them into a
+    temp dir it can reach, which ``cleanup()`` removes.
     """
 
     host = "127.0.0.1"
@@ -240,7 +242,7 @@ class LocalServer:
             raise RuntimeError("already started")
         self.tmpdir = tempfile.mkdtemp(prefix=self.prefix, dir=self._base_dir())
         try:
-            self.programs.prepare()
+            self.programs.prepare(os.path.dirname(self.tmpdir), self.prefix)
             self._create()
         except ProgramsUnreachable as exc:
             self.cleanup()
@@ -327,6 +329,7 @@ class LocalServer:
                     os.kill(pid, signal.SIGKILL)
                 _wait_gone(pid)
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.programs.remove_copy()
             self.tmpdir = None
 
     def __enter__(self) -> LocalServer:

@@ -322,6 +322,7 @@ class Cluster(Server):
                 pwd.getpwnam(_RUN_AS)
             except KeyError:
                 raise Unavailable(f"running as root but there is no {_RUN_AS!r} user") from None
+        # As root, run as _RUN_AS, from a copy when that user cannot reach bindir.
         self.programs = ServerPrograms(self.bindir, _RUN_AS if self.as_root else None)
         self.tmpdir: Optional[str] = None
         self.running = False
@@ -375,6 +376,7 @@ class Cluster(Server):
         self.tmpdir = self.socket_dir = tempfile.mkdtemp(prefix="pgwire-test-", dir="/tmp")
         os.chmod(self.tmpdir, 0o755)
         self._chown(self.tmpdir)
+        self.programs.prepare("/tmp", "pgwire-test-")
         self._run("initdb", "-D", self.datadir, "--auth=trust", "--username=postgres",
                   "--encoding=UTF8", "--locale=C", "--no-sync")
         if self.tls:
@@ -419,6 +421,7 @@ class Cluster(Server):
             if self.tmpdir is not None:
                 shutil.rmtree(self.tmpdir, ignore_errors=True)
                 self.tmpdir = self.socket_dir = None
+            self.programs.remove_copy()
             if self in _live:
                 _live.remove(self)
 

@@ -601,6 +601,24 @@ def test_demo_as_root_without_sbin_on_path(demo_tmpdir: str) -> None:
     assert_left_nothing(demo_tmpdir)
 
 
+@needs_root
+def test_demo_with_pgserver_where_only_root_can_reach_it(demo_tmpdir: str,
+                                                        root_only_copy: Any) -> None:
+    """As from a virtualenv under /root (mode 0700): the server runs from a copy."""
+    bindir = pgserver_bindir()
+    if bindir is None:
+        pytest.skip("pgserver is not installed")
+    site = Path(root_only_copy(bindir)).parents[2]
+    env = clean_env(TMPDIR=demo_tmpdir, PYTHONPATH=str(site))
+    proc = run_cli("demo", "--server", "pgserver", env=env, timeout=DEMO_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"from {site}" in proc.stdout  # the copy's own pgserver, not the installed one
+    assert "PostgreSQL 16." in proc.stdout
+    assert "cannot reach" in proc.stdout
+    assert_demo_output(proc.stdout)
+    assert_left_nothing(demo_tmpdir)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_demo_serve_until_a_signal(demo_tmpdir: str, spawn: Any, sig: signal.Signals) -> None:
     needs_local_binaries()

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 from pgcluster import wait_for
@@ -238,6 +238,10 @@ needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                                 reason="needs root")
 
 
+def executable_of(pid: int) -> str:
+    return os.readlink(f"/proc/{pid}/exe")
+
+
 @needs_root
 def test_as_root_the_server_starts_without_sbin_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """The PATH of cron and of su without -: runuser (in /usr/sbin) is not on it."""
@@ -270,3 +274,48 @@ def test_the_run_as_user_has_its_own_groups_and_home(shared_dir: Path) -> None:
     assert sorted(map(int, groups.split())) == sorted(set(os.getgrouplist("postgres",
                                                                           entry.pw_gid)))
     assert home == f"{entry.pw_dir} postgres postgres"
+
+
+@needs_root
+def test_binaries_only_root_can_reach_run_from_a_copy(root_only_copy: Any) -> None:
+    """As with a clone or virtualenv under /root (mode 0700)."""
+    prefix = f"pgwire-test-{uuid.uuid4().hex[:6]}-"
+    private = root_only_copy(local_bindir())
+    with LocalServer(private, prefix=prefix) as srv:
+        pid = srv.server_pid()
+        assert pid is not None and srv.programs.copy is not None
+        assert executable_of(pid).startswith(srv.programs.copy + os.sep)
+        round_trip(srv.dsn())
+        assert srv.version() == LocalServer(local_bindir()).version()
+    assert leftovers(prefix) == []
+    assert os.path.isfile(os.path.join(private, "initdb"))  # the original is left alone
+
+
+@needs_root
+def test_pgservers_binaries_only_root_can_reach_run_from_a_copy(root_only_copy: Any) -> None:
+    bindir = pgserver_bindir()
+    if bindir is None:
+        pytest.skip("pgserver is not installed")
+    prefix = f"pgwire-test-{uuid.uuid4().hex[:6]}-"
+    with LocalServer(root_only_copy(bindir), prefix=prefix) as srv:
+        assert srv.version().startswith("16.")
+        round_trip(srv.dsn())
+    assert leftovers(prefix) == []
+
+
+@needs_root
+def test_binaries_that_even_a_copy_cannot_run_say_what_to_do(root_only_copy: Any,
+                                                              shared_dir: Path) -> None:
+    broken = shared_dir / "broken" / "bin"
+    broken.mkdir(parents=True)
+    for name in ("initdb", "postgres"):
+        (broken / name).write_text("#!/bin/sh\necho 'cannot run here' >&2; exit 3\n")
+        (broken / name).chmod(0o755)
+    prefix = f"pgwire-test-{uuid.uuid4().hex[:6]}-"
+    srv = LocalServer(root_only_copy(str(broken)), prefix=prefix)
+    with pytest.raises(ServerUnavailable) as info:
+        srv.start()
+    message = str(info.value)
+    assert "'postgres' user" in message and "cannot run here" in message
+    assert "apt-get install postgresql" in message and "outside /root" in message
+    assert srv.tmpdir is None and leftovers(prefix) == []

@@ -45,7 +45,9 @@ notifier against it, and removes it all on exit, also on Ctrl-C. The server
 binaries are those of this machine (PGWIRE_PG_BINDIR, pg_config --bindir,
 /usr/lib/postgresql/*/bin or initdb on PATH), else those of the pgserver
 package (pip install 'pgwire-pubsub[server]'). As root, the server runs as the
-postgres system user (or nobody), since PostgreSQL refuses to run as root.
+postgres system user (or nobody), since PostgreSQL refuses to run as root, from
+a copy of the binaries in a temp dir when that user cannot reach them (as in a
+virtualenv under /root); the copy is removed too.
 
 With connection options (--dsn, -h, -p, -U, -d), uses that server instead; it
 creates a function there only when missing, and drops it again."""
@@ -130,11 +132,14 @@ def _throwaway(bindir: str) -> Iterator[localserver.LocalServer]:
         raise
     try:
         say(f" ready in {time.monotonic() - started:.1f} s on 127.0.0.1:{server.port}.")
+        if server.programs.copy is not None:
+            say(f"(The {server.run_as} user, which runs it, cannot reach {bindir}: it runs a "
+                f"copy in {server.programs.copy}.)")
         yield server
     finally:
-        tmpdir = server.tmpdir
+        removed = " and ".join(filter(None, (server.tmpdir, server.programs.copy)))
         server.cleanup()
-        say(f"Stopped the server and removed {tmpdir}.")
+        say(f"Stopped the server and removed {removed}.")
 
 
 def resolve_dsn(dsn: str) -> ConnParams:

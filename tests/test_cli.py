@@ -8,6 +8,7 @@ import json
 import os
 import re
 import select
+import shlex
 import signal
 import socket
 import subprocess
@@ -86,9 +87,14 @@ class Cli:
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
+        """SIGTERM first, so that a demo removes its server; then SIGKILL."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.terminate()
+            try:
+                self.proc.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 @pytest.fixture
@@ -624,14 +630,23 @@ def test_demo_serve_until_a_signal(demo_tmpdir: str, spawn: Any, sig: signal.Sig
     needs_local_binaries()
     cli = spawn("demo", "--serve", "--server", "local", env=clean_env(TMPDIR=demo_tmpdir))
     cli.out.wait_for_line("keeps running until Ctrl-C", DEMO_TIMEOUT)
-    line = cli.out.wait_for_line("pgwire-pubsub listen -h")
-    found = re.search(r"-h (\S+) -p (\d+)", line)
-    assert found, line
-    host, port = found.groups()
-    with pgpubsub.connect(host=host, port=port, user="postgres") as ps:
-        ps.listen("served")
-        ps.notify("served", "still up")
-        assert receive(ps, 1)[0].payload == "still up"
+    labels = ("connection string:", "in Python:", "in other terminals:")
+    shown = {label: cli.out.wait_for_line(label).split(label, 1)[1].strip() for label in labels}
+    notify_line = cli.out.wait_for_line(" notify -h").strip()
+    with pgpubsub.connect(shown["connection string:"]) as ps:
+        assert ps.conn.execute("SELECT current_database()") == [("test",)]
+    namespace: Dict[str, Any] = {}
+    exec(shown["in Python:"], namespace)  # pasted as printed
+    with namespace["pubsub"] as ps:
+        assert ps.conn.execute("SELECT current_database()") == [("test",)]
+        ps.listen("demo")
+        proc = subprocess.run(shlex.split(notify_line), env=clean_env(), capture_output=True,
+                              text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        assert receive(ps, 1)[0].payload == "hello"
+    port = re.search(r"port=(\d+)", shown["connection string:"])
+    assert port and f"listen -h 127.0.0.1 -p {port.group(1)} -U postgres -d test demo" in (
+        shown["in other terminals:"])
     cli.proc.send_signal(sig)
     assert cli.wait(DEMO_TIMEOUT) == 0, cli.err.lines
     assert any("Stopped the server and removed" in line for line in cli.out.lines)
@@ -647,6 +662,22 @@ def test_demo_on_an_existing_server(pg: Server) -> None:
     assert_demo_output(proc.stdout)
     assert "throwaway" not in proc.stdout
     assert pg.psql(exists) == before  # the function is left as it was
+
+
+def test_the_demo_names_the_command_as_it_can_be_run(pg: Server) -> None:
+    """From a virtualenv that is not activated, the commands it suggests start with the
+    script's path; with the script on PATH, with its name."""
+    script = Path(sys.executable).parent / "pgwire-pubsub"
+    if not script.exists():
+        pytest.skip("the pgwire-pubsub script is not installed next to this Python")
+    args, env = connection(pg)
+    for path, name in [("/usr/bin:/bin", str(script)),
+                       (f"{script.parent}:/usr/bin:/bin", "pgwire-pubsub")]:
+        proc = subprocess.run([str(script), "demo", *args], env={**env, "PATH": path},
+                              capture_output=True, text=True, timeout=DEMO_TIMEOUT,
+                              stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        assert f"\n  {name} listen -d mydb demo\n" in proc.stdout
 
 
 def test_demo_without_server_binaries_says_what_to_install(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ import argparse
 import getpass
 import os
 import re
+import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -51,6 +53,24 @@ def say(message: str = "", *, end: str = "\n") -> None:
     """A line for the person at the terminal (stdout), at once."""
     sys.stdout.write(message + end)
     sys.stdout.flush()
+
+
+def command_name() -> str:
+    """How to start this command again, for the commands we suggest: ``pgwire-pubsub``
+    when that is on ``PATH``, else the path it was started by (``.venv/bin/pgwire-pubsub``
+    from a virtualenv that is not activated), or ``python -m pgwire_pubsub``."""
+    started_as = sys.argv[0] if sys.argv else ""
+    if os.path.basename(started_as) == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m pgwire_pubsub"
+    if os.path.basename(started_as) != PROG:
+        return PROG  # main() called from other code
+    found = shutil.which(PROG)
+    try:
+        if found is not None and os.path.samefile(found, started_as):
+            return PROG
+    except OSError:
+        pass
+    return shlex.quote(started_as)
 
 
 def warn(message: str) -> None:

@@ -156,10 +156,41 @@ def test_help_shows_examples(command: str) -> None:
         assert "-h HOSTNAME, --host HOSTNAME" in proc.stdout
 
 
-def test_h_is_the_host_not_help() -> None:
-    proc = run_cli("listen", "-h")
+def error_lines(stderr: str) -> List[str]:
+    """The lines after the usage, which say what is wrong."""
+    return [line for line in stderr.splitlines() if line.startswith("pgwire-pubsub")]
+
+
+@pytest.mark.parametrize("command", ["listen", "notify", "demo"])
+def test_h_is_the_host_not_help(command: str) -> None:
+    proc = run_cli(command, "-h")
     assert proc.returncode == 2
     assert "expected one argument" in proc.stderr
+    assert error_lines(proc.stderr)[-1] == (
+        f"pgwire-pubsub {command}: -h is the server's host, as in psql; for help, use --help")
+
+
+@pytest.mark.parametrize("args", [["-h"], [], ["frobnicate"], ["listen"]])
+def test_usage_errors_point_to_help(args: List[str]) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr)[-1].endswith(": for help, use --help")
+
+
+@pytest.mark.parametrize("value", ["abc", "99999999999"])
+def test_a_bad_option_value_names_the_option(value: str) -> None:
+    proc = run_cli("listen", "x", "-p", value)
+    assert proc.returncode == 2, proc.stderr
+    assert error_lines(proc.stderr) == [
+        f'pgwire-pubsub: error: -p/--port: invalid integer value "{value}" for connection '
+        'option "port"']  # and not "invalid dsn": no connection string was given
+
+
+def test_a_bad_environment_value_does_not_speak_of_a_dsn() -> None:
+    proc = run_cli("listen", "x", env=clean_env(PGPORT="abc"))
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr) == ['pgwire-pubsub: error: invalid connection settings: '
+                                        'invalid integer value "abc" for connection option "port"']
 
 
 @pytest.mark.parametrize("args", [
@@ -381,6 +412,19 @@ def test_a_wrong_password_exits_1(pg: Server) -> None:
     proc = run_cli("listen", "x", *args, env=env)
     assert proc.returncode == 1
     assert "password authentication failed" in proc.stderr
+
+
+def test_a_missing_password_says_how_to_give_one_here(pg: Server, tmp_path: Path) -> None:
+    needs_roles(pg)
+    args, env = connection(pg, "md5_user")
+    del env["PGPASSWORD"]
+    env["PGPASSFILE"] = str(tmp_path / "no such file")
+    proc = run_cli("listen", "x", *args, env=env)
+    assert proc.returncode == 1
+    assert "asked for a password" in proc.stderr
+    assert "password=" not in proc.stderr  # the library's advice: not an option here
+    for way in ("-W", "PGPASSWORD", "~/.pgpass"):
+        assert way in proc.stderr
 
 
 def test_pgpassword_is_used(pg: Server, peer: PubSub) -> None:

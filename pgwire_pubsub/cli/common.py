@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 from ..client import Connection
 from ..conninfo import ConnParams, make_params
@@ -41,8 +41,25 @@ PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSSLMODE, PGSERVICE...) and the
 password from ~/.pgpass, as with psql; options given here win."""
 
 
+# The command-line option that sets each connection keyword.
+OPTION_OF = {"host": "-h/--host", "port": "-p/--port", "user": "-U/--username",
+             "dbname": "-d/--dbname"}
+NO_PASSWORD = re.compile(r"(but none was supplied): .*", re.S)  # the library's advice
+
+
 class UsageError(Exception):
     """Exit with EXIT_USAGE and this message."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors point to --help, which is the only help option: -h is the host."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        hint = "for help, use --help"
+        if re.search(r"(?<![\w-])-h\b", message):
+            hint = "-h is the server's host, as in psql; " + hint
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n{self.prog}: {hint}\n")
 
 
 class Failure(Exception):
@@ -136,8 +153,20 @@ def resolve(args: argparse.Namespace) -> ConnParams:
             keywords["password"] = ask_password(params.user)
             params = make_params(dsn, **keywords)
     except (ProgrammingError, NotSupportedError, TypeError) as exc:
-        raise UsageError(f"invalid connection settings: {exc}") from None
+        raise UsageError(_settings_error(str(exc), keywords, dsn)) from None
     return params
+
+
+def _settings_error(message: str, keywords: Dict[str, Optional[str]],
+                    dsn: Optional[str]) -> str:
+    """The library's message, naming the option that gave the bad value, if one did
+    (options win over everything else), and not speaking of a dsn when none was given."""
+    if dsn is None and message.startswith("invalid dsn: "):
+        message = message[len("invalid dsn: "):]
+    named = re.search(r'connection option "(\w+)"', message)
+    if named and named.group(1) in OPTION_OF and keywords.get(named.group(1)) is not None:
+        return f"{OPTION_OF[named.group(1)]}: {message}"
+    return f"invalid connection settings: {message}"
 
 
 def ask_password(user: str) -> str:
@@ -160,7 +189,9 @@ def open_pubsub(params: ConnParams, **options: Any) -> PubSub:
     try:
         return PubSub(Connection(params), **options)
     except Error as exc:
-        raise Failure(str(exc)) from None
+        # The library's advice (password=...) is for code; this is a command line.
+        raise Failure(NO_PASSWORD.sub(r"\1: use -W to be asked for it, or set PGPASSWORD, "
+                                      r"or put it in ~/.pgpass", str(exc))) from None
 
 
 class StopOnSignal:

@@ -70,8 +70,9 @@ class ServerPrograms:
                 f"the {self.run_as!r} user, which runs the server (PostgreSQL refuses to run "
                 f"as root), cannot run the server programs in {self.source} ({problem}), nor a "
                 f"copy of them ({problem_of_copy}). Install PostgreSQL where every user can "
-                "read it (e.g. apt-get install postgresql), or put the virtualenv where that "
-                "user can read it (outside /root), or run this as a normal user.")
+                "read it (e.g. apt-get install postgresql), or move these binaries (or the "
+                "virtualenv that holds them) where that user can read them, not under /root, "
+                "or run this as a normal user.")
 
     def _problem(self) -> Optional[str]:
         """Why the run-as user cannot run ``initdb --version``, or None when it can."""
@@ -113,14 +114,16 @@ def copy_installation(bindir: str, target: str) -> str:
 
 
 def _readable_by_all(top: str) -> None:
-    """Directories 0755; files readable by all, and executable by all if by their owner."""
+    """Directories 0755; files readable by all, executable by all if by their owner, and
+    writable by their owner only (root: no other user may change what the server runs)."""
     for path, _, files in os.walk(top):
         os.chmod(path, 0o755)
         for name in files:
             file = os.path.join(path, name)
             if not os.path.islink(file):
                 mode = stat.S_IMODE(os.lstat(file).st_mode)
-                os.chmod(file, mode | 0o444 | (0o111 if mode & 0o100 else 0))
+                mode = (mode | 0o444 | (0o111 if mode & 0o100 else 0)) & ~0o022
+                os.chmod(file, mode)
 
 
 def _as_user(name: str, env: Dict[str, str]) -> Dict[str, Any]:

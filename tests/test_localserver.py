@@ -6,6 +6,7 @@ import glob
 import os
 import pwd
 import shutil
+import stat
 import sys
 import tempfile
 import uuid
@@ -281,10 +282,14 @@ def test_binaries_only_root_can_reach_run_from_a_copy(root_only_copy: Any) -> No
     """As with a clone or virtualenv under /root (mode 0700)."""
     prefix = f"pgwire-test-{uuid.uuid4().hex[:6]}-"
     private = root_only_copy(local_bindir())
+    os.chmod(os.path.join(private, "postgres"), 0o777)  # as an odd umask may leave it
     with LocalServer(private, prefix=prefix) as srv:
         pid = srv.server_pid()
         assert pid is not None and srv.programs.copy is not None
         assert executable_of(pid).startswith(srv.programs.copy + os.sep)
+        # No other user may change what the server runs:
+        assert stat.S_IMODE(os.stat(executable_of(pid)).st_mode) == 0o755
+        assert os.stat(executable_of(pid)).st_uid == 0
         round_trip(srv.dsn())
         assert srv.version() == LocalServer(local_bindir()).version()
     assert leftovers(prefix) == []
@@ -317,5 +322,5 @@ def test_binaries_that_even_a_copy_cannot_run_say_what_to_do(root_only_copy: Any
         srv.start()
     message = str(info.value)
     assert "'postgres' user" in message and "cannot run here" in message
-    assert "apt-get install postgresql" in message and "outside /root" in message
+    assert "apt-get install postgresql" in message and "not under /root" in message
     assert srv.tmpdir is None and leftovers(prefix) == []

@@ -5,8 +5,9 @@ for those bundled in the ``pgserver`` wheel (``pip install 'pgwire-pubsub[server
 ``LocalServer(bindir)`` then runs a private cluster: a new temp dir, a free port,
 trust authentication on 127.0.0.1 and on a Unix socket in that dir, ``fsync`` off.
 As root it runs the binaries as the ``postgres`` system user (``nobody`` when there
-is none), since PostgreSQL refuses to run as root.  ``cleanup()`` stops the server
-and removes the dir.
+is none), since PostgreSQL refuses to run as root; when that user cannot reach them
+(a virtualenv under ``/root``), it runs a copy made in a temp dir.  ``cleanup()``
+stops the server and removes the dirs.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
+
+from ._serverprograms import COMMAND_TIMEOUT, ProgramsUnreachable, ServerPrograms
 
 __all__ = [
     "INSTALL_HINT",
     "LocalServer",
     "ServerError",
+    "ServerPrograms",
     "ServerUnavailable",
     "find_pg_bindir",
     "pgserver_bindir",
@@ -44,7 +48,6 @@ INSTALL_HINT = (
 )
 DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"  # one per installed major version
 RUN_AS_USERS = ("postgres", "nobody")  # as root, the first that exists runs the server
-COMMAND_TIMEOUT = 120.0
 STOP_TIMEOUT = 30
 
 
@@ -160,7 +163,8 @@ class LocalServer:
     ``with LocalServer(bindir) as server: connect(server.dsn())``.  Only the
     ``postgres`` role exists; every local connection is trusted.  ``run_as``: the
     system user that runs the binaries (default: ourselves, or as root the ``postgres``
-    user, else ``nobody``).
+    user, else ``nobody``); when it cannot reach them, ``start()`` copies them into a
+    temp dir it can reach, which ``cleanup()`` removes.
     """
 
     host = "127.0.0.1"
@@ -172,6 +176,7 @@ class LocalServer:
             raise ServerUnavailable(f"no initdb in {bindir}\n{INSTALL_HINT}")
         self.bindir = bindir
         self.run_as = run_as if run_as is not None else default_run_as()
+        self.programs = ServerPrograms(bindir, self.run_as)
         self.prefix = prefix
         self.settings = dict(settings or {})
         self.tmpdir: Optional[str] = None
@@ -207,27 +212,22 @@ class LocalServer:
 
     def version(self) -> str:
         """The server's version, e.g. ``16.2``."""
-        out = self._run("postgres", "--version")  # postgres (PostgreSQL) 15.4 (Debian ...)
+        # As ourselves, even as root: the server allows that for --version.
+        out = self._run("postgres", "--version", as_self=True)  # postgres (PostgreSQL) 15.4 ...
         found = re.search(r"\)\s*(\d[^\s)]*)", out)
         return found.group(1) if found else out.strip()
 
     # -- running the binaries --------------------------------------------
 
-    def _run(self, prog: str, *args: str, timeout: float = COMMAND_TIMEOUT) -> str:
-        argv: List[str] = [os.path.join(self.bindir, prog), *args]
-        if self.run_as is not None:
-            if shutil.which("runuser") is None:
-                raise ServerUnavailable("running as root needs runuser to start PostgreSQL "
-                                        "as another user; run this as a normal user")
-            argv = ["runuser", "-u", self.run_as, "--", *argv]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env.update(LC_ALL="C", LANG="C")
+    def _run(self, prog: str, *args: str, timeout: float = COMMAND_TIMEOUT,
+             as_self: bool = False) -> str:
         try:
-            returncode, stdout, stderr = _run_group(argv, env, self.tmpdir or "/", timeout)
+            returncode, stdout, stderr = self.programs.run(
+                prog, *args, cwd=self.tmpdir or "/", timeout=timeout, as_self=as_self)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ServerError(f"{prog}: {exc}") from None
         if returncode != 0:
-            who = f" (as user {self.run_as})" if self.run_as else ""
+            who = f" (as user {self.run_as})" if self.run_as and not as_self else ""
             log = self.log()[-3000:]
             raise ServerError(f"{prog}{who} failed with exit code {returncode}: "
                               f"{(stderr or stdout).strip()}"
@@ -240,14 +240,13 @@ class LocalServer:
         """Create the cluster and start the server (waits until it accepts connections)."""
         if self.tmpdir is not None:
             raise RuntimeError("already started")
-        try:
-            self._run("initdb", "--version")  # can the run-as user run the binaries at all?
-        except ServerError as exc:
-            raise ServerUnavailable(f"cannot run the server binaries in {self.bindir}: {exc}"
-                                    ) from None
         self.tmpdir = tempfile.mkdtemp(prefix=self.prefix, dir=self._base_dir())
         try:
+            self.programs.prepare(os.path.dirname(self.tmpdir), self.prefix)
             self._create()
+        except ProgramsUnreachable as exc:
+            self.cleanup()
+            raise ServerUnavailable(str(exc)) from None
         except BaseException:
             self.cleanup()
             raise
@@ -330,6 +329,7 @@ class LocalServer:
                     os.kill(pid, signal.SIGKILL)
                 _wait_gone(pid)
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.programs.remove_copy()
             self.tmpdir = None
 
     def __enter__(self) -> LocalServer:
@@ -337,25 +337,6 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
-
-
-def _run_group(argv: List[str], env: Dict[str, str], cwd: str,
-               timeout: float) -> Tuple[int, str, str]:
-    """Run ``argv`` in a process group of its own, killed whole if we are interrupted
-    (``runuser`` would leave its child behind), so no half-made cluster runs on."""
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=os.name == "posix")
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except BaseException:
-        if os.name == "posix":
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        proc.kill()
-        proc.communicate()
-        raise
-    return proc.returncode, stdout, stderr
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:

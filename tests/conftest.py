@@ -6,6 +6,10 @@ Server priority: PGWIRE_TEST_DSN > local server binaries > testcontainers > skip
 from __future__ import annotations
 
 import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
 import pgcluster
@@ -160,3 +164,33 @@ def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def root_only_copy() -> Iterator[Callable[[str], str]]:
+    """As root, ``copy(bindir)``: a copy of that PostgreSQL installation in a directory
+    only root can enter (mode 0700, as /root is); returns the copy's bindir.  pgserver's
+    layout is kept: the package in ``<site>/pgserver``, its libraries in
+    ``<site>/pgserver.libs`` (the copy's ``<site>`` is ``Path(bindir).parents[2]``)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("needs root")
+    top = Path(tempfile.mkdtemp(prefix="pgwire-root-only-", dir="/tmp"))
+    assert stat.S_IMODE(top.stat().st_mode) == 0o700
+    skip = shutil.ignore_patterns("include", "*.a", "__pycache__")
+
+    def copy(bindir: str) -> str:
+        prefix = Path(bindir).parent
+        if prefix.name == "pginstall":  # <site>/pgserver/pginstall/bin
+            site = prefix.parent.parent
+            for name in ("pgserver", "pgserver.libs"):
+                if (site / name).is_dir():
+                    shutil.copytree(site / name, top / "site" / name, symlinks=True, ignore=skip)
+            return str(top / "site" / "pgserver" / "pginstall" / "bin")
+        for name in ("bin", "lib"):
+            if (prefix / name).is_dir():
+                shutil.copytree(prefix / name, top / prefix.name / name, symlinks=True,
+                                ignore=skip)
+        return str(top / prefix.name / "bin")
+
+    yield copy
+    shutil.rmtree(top)

@@ -24,6 +24,8 @@ import time
 import urllib.parse
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
+from pgwire_pubsub.localserver import ServerPrograms
+
 # Re-exported: tests import it from here (test_localserver checks it stays offered).
 from pgwire_pubsub.localserver import find_pg_bindir as find_pg_bindir
 
@@ -320,6 +322,8 @@ class Cluster(Server):
                 pwd.getpwnam(_RUN_AS)
             except KeyError:
                 raise Unavailable(f"running as root but there is no {_RUN_AS!r} user") from None
+        # As root, run as _RUN_AS, from a copy when that user cannot reach bindir.
+        self.programs = ServerPrograms(self.bindir, _RUN_AS if self.as_root else None)
         self.tmpdir: Optional[str] = None
         self.running = False
 
@@ -345,17 +349,12 @@ class Cluster(Server):
 
     # -- running the binaries -------------------------------------------------
     def _run(self, prog: str, *args: str, timeout: float = 120) -> str:
-        argv = [os.path.join(self.bindir, prog), *args]
-        if self.as_root:
-            argv = ["runuser", "-u", _RUN_AS, "--", *argv]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env.update(LC_ALL="C", LANG="C")
-        proc = subprocess.run(argv, cwd=self.tmpdir, env=env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{prog} failed ({proc.returncode}): {proc.stderr.strip()}\n"
+        returncode, stdout, stderr = self.programs.run(prog, *args, cwd=self.tmpdir or "/",
+                                                       timeout=timeout)
+        if returncode != 0:
+            raise RuntimeError(f"{prog} failed ({returncode}): {stderr.strip()}\n"
                                f"--- server log ---\n{self.log()[-3000:]}")
-        return proc.stdout
+        return stdout
 
     def _chown(self, path: str) -> None:
         if self.as_root:
@@ -377,6 +376,7 @@ class Cluster(Server):
         self.tmpdir = self.socket_dir = tempfile.mkdtemp(prefix="pgwire-test-", dir="/tmp")
         os.chmod(self.tmpdir, 0o755)
         self._chown(self.tmpdir)
+        self.programs.prepare("/tmp", "pgwire-test-")
         self._run("initdb", "-D", self.datadir, "--auth=trust", "--username=postgres",
                   "--encoding=UTF8", "--locale=C", "--no-sync")
         if self.tls:
@@ -421,6 +421,7 @@ class Cluster(Server):
             if self.tmpdir is not None:
                 shutil.rmtree(self.tmpdir, ignore_errors=True)
                 self.tmpdir = self.socket_dir = None
+            self.programs.remove_copy()
             if self in _live:
                 _live.remove(self)
 

@@ -27,6 +27,7 @@ class Replica(Cluster):
         self.tmpdir = self.socket_dir = tempfile.mkdtemp(prefix="pgwire-replica-", dir="/tmp")
         os.chmod(self.tmpdir, 0o755)
         self._chown(self.tmpdir)
+        self.programs.prepare("/tmp", "pgwire-replica-")
         allow_replication(self.primary)
         assert self.primary.socket_dir is not None
         self._run("pg_basebackup", "-D", self.datadir, "-R", "-X", "stream", "-c", "fast",

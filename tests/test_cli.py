@@ -8,6 +8,7 @@ import json
 import os
 import re
 import select
+import shlex
 import signal
 import socket
 import subprocess
@@ -86,9 +87,14 @@ class Cli:
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
+        """SIGTERM first, so that a demo removes its server; then SIGKILL."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.terminate()
+            try:
+                self.proc.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 @pytest.fixture
@@ -150,10 +156,41 @@ def test_help_shows_examples(command: str) -> None:
         assert "-h HOSTNAME, --host HOSTNAME" in proc.stdout
 
 
-def test_h_is_the_host_not_help() -> None:
-    proc = run_cli("listen", "-h")
+def error_lines(stderr: str) -> List[str]:
+    """The lines after the usage, which say what is wrong."""
+    return [line for line in stderr.splitlines() if line.startswith("pgwire-pubsub")]
+
+
+@pytest.mark.parametrize("command", ["listen", "notify", "demo"])
+def test_h_is_the_host_not_help(command: str) -> None:
+    proc = run_cli(command, "-h")
     assert proc.returncode == 2
     assert "expected one argument" in proc.stderr
+    assert error_lines(proc.stderr)[-1] == (
+        f"pgwire-pubsub {command}: -h is the server's host, as in psql; for help, use --help")
+
+
+@pytest.mark.parametrize("args", [["-h"], [], ["frobnicate"], ["listen"]])
+def test_usage_errors_point_to_help(args: List[str]) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr)[-1].endswith(": for help, use --help")
+
+
+@pytest.mark.parametrize("value", ["abc", "99999999999"])
+def test_a_bad_option_value_names_the_option(value: str) -> None:
+    proc = run_cli("listen", "x", "-p", value)
+    assert proc.returncode == 2, proc.stderr
+    assert error_lines(proc.stderr) == [
+        f'pgwire-pubsub: error: -p/--port: invalid integer value "{value}" for connection '
+        'option "port"']  # and not "invalid dsn": no connection string was given
+
+
+def test_a_bad_environment_value_does_not_speak_of_a_dsn() -> None:
+    proc = run_cli("listen", "x", env=clean_env(PGPORT="abc"))
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr) == ['pgwire-pubsub: error: invalid connection settings: '
+                                        'invalid integer value "abc" for connection option "port"']
 
 
 @pytest.mark.parametrize("args", [
@@ -377,6 +414,19 @@ def test_a_wrong_password_exits_1(pg: Server) -> None:
     assert "password authentication failed" in proc.stderr
 
 
+def test_a_missing_password_says_how_to_give_one_here(pg: Server, tmp_path: Path) -> None:
+    needs_roles(pg)
+    args, env = connection(pg, "md5_user")
+    del env["PGPASSWORD"]
+    env["PGPASSFILE"] = str(tmp_path / "no such file")
+    proc = run_cli("listen", "x", *args, env=env)
+    assert proc.returncode == 1
+    assert "asked for a password" in proc.stderr
+    assert "password=" not in proc.stderr  # the library's advice: not an option here
+    for way in ("-W", "PGPASSWORD", "~/.pgpass"):
+        assert way in proc.stderr
+
+
 def test_pgpassword_is_used(pg: Server, peer: PubSub) -> None:
     needs_roles(pg)
     channel = unique()
@@ -586,19 +636,61 @@ def test_demo_runs_end_to_end(demo_tmpdir: str, server: str) -> None:
     assert_left_nothing(demo_tmpdir)
 
 
+needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                                reason="needs root")
+
+
+@needs_root
+def test_demo_as_root_without_sbin_on_path(demo_tmpdir: str) -> None:
+    """The PATH of cron and of su without -: runuser (in /usr/sbin) is not on it."""
+    needs_local_binaries()
+    env = clean_env(TMPDIR=demo_tmpdir, PATH="/usr/local/bin:/usr/bin:/bin")
+    proc = run_cli("demo", "--server", "local", env=env, timeout=DEMO_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_demo_output(proc.stdout)
+    assert_left_nothing(demo_tmpdir)
+
+
+@needs_root
+def test_demo_with_pgserver_where_only_root_can_reach_it(demo_tmpdir: str,
+                                                        root_only_copy: Any) -> None:
+    """As from a virtualenv under /root (mode 0700): the server runs from a copy."""
+    bindir = pgserver_bindir()
+    if bindir is None:
+        pytest.skip("pgserver is not installed")
+    site = Path(root_only_copy(bindir)).parents[2]
+    env = clean_env(TMPDIR=demo_tmpdir, PYTHONPATH=str(site))
+    proc = run_cli("demo", "--server", "pgserver", env=env, timeout=DEMO_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"from {site}" in proc.stdout  # the copy's own pgserver, not the installed one
+    assert "PostgreSQL 16." in proc.stdout
+    assert "cannot reach" in proc.stdout
+    assert_demo_output(proc.stdout)
+    assert_left_nothing(demo_tmpdir)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_demo_serve_until_a_signal(demo_tmpdir: str, spawn: Any, sig: signal.Signals) -> None:
     needs_local_binaries()
     cli = spawn("demo", "--serve", "--server", "local", env=clean_env(TMPDIR=demo_tmpdir))
     cli.out.wait_for_line("keeps running until Ctrl-C", DEMO_TIMEOUT)
-    line = cli.out.wait_for_line("pgwire-pubsub listen -h")
-    found = re.search(r"-h (\S+) -p (\d+)", line)
-    assert found, line
-    host, port = found.groups()
-    with pgpubsub.connect(host=host, port=port, user="postgres") as ps:
-        ps.listen("served")
-        ps.notify("served", "still up")
-        assert receive(ps, 1)[0].payload == "still up"
+    labels = ("connection string:", "in Python:", "in other terminals:")
+    shown = {label: cli.out.wait_for_line(label).split(label, 1)[1].strip() for label in labels}
+    notify_line = cli.out.wait_for_line(" notify -h").strip()
+    with pgpubsub.connect(shown["connection string:"]) as ps:
+        assert ps.conn.execute("SELECT current_database()") == [("test",)]
+    namespace: Dict[str, Any] = {}
+    exec(shown["in Python:"], namespace)  # pasted as printed
+    with namespace["pubsub"] as ps:
+        assert ps.conn.execute("SELECT current_database()") == [("test",)]
+        ps.listen("demo")
+        proc = subprocess.run(shlex.split(notify_line), env=clean_env(), capture_output=True,
+                              text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        assert receive(ps, 1)[0].payload == "hello"
+    port = re.search(r"port=(\d+)", shown["connection string:"])
+    assert port and f"listen -h 127.0.0.1 -p {port.group(1)} -U postgres -d test demo" in (
+        shown["in other terminals:"])
     cli.proc.send_signal(sig)
     assert cli.wait(DEMO_TIMEOUT) == 0, cli.err.lines
     assert any("Stopped the server and removed" in line for line in cli.out.lines)
@@ -614,6 +706,22 @@ def test_demo_on_an_existing_server(pg: Server) -> None:
     assert_demo_output(proc.stdout)
     assert "throwaway" not in proc.stdout
     assert pg.psql(exists) == before  # the function is left as it was
+
+
+def test_the_demo_names_the_command_as_it_can_be_run(pg: Server) -> None:
+    """From a virtualenv that is not activated, the commands it suggests start with the
+    script's path; with the script on PATH, with its name."""
+    script = Path(sys.executable).parent / "pgwire-pubsub"
+    if not script.exists():
+        pytest.skip("the pgwire-pubsub script is not installed next to this Python")
+    args, env = connection(pg)
+    for path, name in [("/usr/bin:/bin", str(script)),
+                       (f"{script.parent}:/usr/bin:/bin", "pgwire-pubsub")]:
+        proc = subprocess.run([str(script), "demo", *args], env={**env, "PATH": path},
+                              capture_output=True, text=True, timeout=DEMO_TIMEOUT,
+                              stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        assert f"\n  {name} listen -d mydb demo\n" in proc.stdout
 
 
 def test_demo_without_server_binaries_says_what_to_install(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ LAYERS: Dict[str, int] = {
     "aio": 4,
     "triggers": 6,
     "localserver": 6,
+    "_serverprograms": 5,
     "testing": 7,
     "__init__": 7,
     "cli": 8,

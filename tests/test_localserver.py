@@ -5,11 +5,13 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import shutil
+import stat
 import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 from pgcluster import wait_for
@@ -19,6 +21,7 @@ from pgwire_pubsub import localserver
 from pgwire_pubsub.localserver import (
     LocalServer,
     ServerError,
+    ServerPrograms,
     ServerUnavailable,
     find_pg_bindir,
     pgserver_bindir,
@@ -228,3 +231,96 @@ def test_pgservers_binaries_run_a_throwaway_server() -> None:
     with LocalServer(bindir) as srv:
         assert srv.version().startswith("16.")
         round_trip(srv.dsn())
+
+
+# -- as root: reaching the binaries as another user -------------------------
+
+needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                                reason="needs root")
+
+
+def executable_of(pid: int) -> str:
+    return os.readlink(f"/proc/{pid}/exe")
+
+
+@needs_root
+def test_as_root_the_server_starts_without_sbin_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PATH of cron and of su without -: runuser (in /usr/sbin) is not on it."""
+    monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin:/bin")
+    with LocalServer(local_bindir()) as srv:
+        pid = srv.server_pid()
+        assert pid is not None and owner_uid(pid) == pwd.getpwnam("postgres").pw_uid
+        round_trip(srv.dsn())
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory under /tmp that every user can enter (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="pgwire-test-shared-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@needs_root
+def test_the_run_as_user_has_its_own_groups_and_home(shared_dir: Path) -> None:
+    script = shared_dir / "initdb"
+    script.write_text('#!/bin/sh\nid -u; id -g; id -G; echo "$HOME $USER $LOGNAME"\n')
+    script.chmod(0o755)
+    entry = pwd.getpwnam("postgres")
+    code, out, err = ServerPrograms(str(shared_dir), "postgres").run("initdb")
+    assert code == 0, err
+    uid, gid, groups, home = out.splitlines()
+    assert (int(uid), int(gid)) == (entry.pw_uid, entry.pw_gid)
+    assert sorted(map(int, groups.split())) == sorted(set(os.getgrouplist("postgres",
+                                                                          entry.pw_gid)))
+    assert home == f"{entry.pw_dir} postgres postgres"
+
+
+@needs_root
+def test_binaries_only_root_can_reach_run_from_a_copy(root_only_copy: Any) -> None:
+    """As with a clone or virtualenv under /root (mode 0700)."""
+    prefix = f"pgwire-test-{uuid.uuid4().hex[:6]}-"
+    private = root_only_copy(local_bindir())
+    os.chmod(os.path.join(private, "postgres"), 0o777)  # as an odd umask may leave it
+    with LocalServer(private, prefix=prefix) as srv:
+        pid = srv.server_pid()
+        assert pid is not None and srv.programs.copy is not None
+        assert executable_of(pid).startswith(srv.programs.copy + os.sep)
+        # No other user may change what the server runs:
+        assert stat.S_IMODE(os.stat(executable_of(pid)).st_mode) == 0o755
+        assert os.stat(executable_of(pid)).st_uid == 0
+        round_trip(srv.dsn())
+        assert srv.version() == LocalServer(local_bindir()).version()
+    assert leftovers(prefix) == []
+    assert os.path.isfile(os.path.join(private, "initdb"))  # the original is left alone
+
+
+@needs_root
+def test_pgservers_binaries_only_root_can_reach_run_from_a_copy(root_only_copy: Any) -> None:
+    bindir = pgserver_bindir()
+    if bindir is None:
+        pytest.skip("pgserver is not installed")
+    prefix = f"pgwire-test-{uuid.uuid4().hex[:6]}-"
+    with LocalServer(root_only_copy(bindir), prefix=prefix) as srv:
+        assert srv.version().startswith("16.")
+        round_trip(srv.dsn())
+    assert leftovers(prefix) == []
+
+
+@needs_root
+def test_binaries_that_even_a_copy_cannot_run_say_what_to_do(root_only_copy: Any,
+                                                              shared_dir: Path) -> None:
+    broken = shared_dir / "broken" / "bin"
+    broken.mkdir(parents=True)
+    for name in ("initdb", "postgres"):
+        (broken / name).write_text("#!/bin/sh\necho 'cannot run here' >&2; exit 3\n")
+        (broken / name).chmod(0o755)
+    prefix = f"pgwire-test-{uuid.uuid4().hex[:6]}-"
+    srv = LocalServer(root_only_copy(str(broken)), prefix=prefix)
+    with pytest.raises(ServerUnavailable) as info:
+        srv.start()
+    message = str(info.value)
+    assert "'postgres' user" in message and "cannot run here" in message
+    assert "apt-get install postgresql" in message and "not under /root" in message
+    assert srv.tmpdir is None and leftovers(prefix) == []

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 from fakeserver import PROTOCOL_3_0, FakeConn, FakeServer
-from pgcluster import AUTH_METHOD, ROLES, Cluster, LineReader, PsqlError, Server, parse_dsn
+from pgcluster import (
+    AUTH_METHOD,
+    ROLES,
+    Cluster,
+    LineReader,
+    PsqlError,
+    Server,
+    find_pg_bindir,
+    parse_dsn,
+)
 
 PASSWORD_ROLES = [r for r, pw in ROLES.items() if pw is not None]
 
@@ -114,6 +124,25 @@ def test_restart_keeps_the_port(pg_nossl: Server) -> None:
     pg_nossl.restart("immediate")
     assert pg_nossl.port == port
     assert pg_nossl.psql("select 1") == "1\n"
+
+
+@pytest.mark.integration
+def test_a_cluster_from_binaries_only_root_can_reach(root_only_copy: Any) -> None:
+    """As root from a clone or virtualenv under /root (mode 0700): a copy runs instead."""
+    bindir = find_pg_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries here")
+    cluster = Cluster(tls=False, bindir=root_only_copy(bindir))
+    try:
+        cluster.start()
+        copy = cluster.programs.copy
+        assert copy is not None and os.path.isdir(copy)
+        assert cluster.psql("select current_user", role="md5_user") == "md5_user\n"
+        cluster.restart()
+        assert cluster.psql("select 1") == "1\n"
+    finally:
+        cluster.cleanup()
+    assert not os.path.exists(copy)
 
 
 @pytest.mark.integration

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+from pgcluster import LineReader
+
+from pgwire_pubsub.localserver import find_pg_bindir, pgserver_bindir
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -26,10 +32,16 @@ def run_blocks(path: Path, pg: Any, monkeypatch: pytest.MonkeyPatch) -> str:
         pytest.skip("needs the fixture's own cluster (creates a database)")
     if "test" not in pg.psql("SELECT datname FROM pg_database").split():
         pg.psql("CREATE DATABASE test")
-    for key in ("PGSERVICE", "PGPASSWORD", "PGSSLMODE", "PGOPTIONS", "PGDATABASE", "PGUSER"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("PGHOST", pg.host)
-    monkeypatch.setenv("PGPORT", str(pg.port))
+    return run_blocks_on(path, pg.host, pg.port, monkeypatch)
+
+
+def run_blocks_on(path: Path, host: str, port: int, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run ``path``'s Python examples in order with PGHOST and PGPORT set (and no other
+    PG* variable, as for a reader who exported those two); what they printed."""
+    for key in [k for k in os.environ if k.startswith("PG") and not k.startswith("PGWIRE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PGHOST", host)
+    monkeypatch.setenv("PGPORT", str(port))
     namespace: Dict[str, Any] = {}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -46,7 +58,10 @@ def test_readme_has_examples() -> None:
 
 
 def test_readme_examples_run(pg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    printed = run_blocks(README, pg, monkeypatch)
+    assert_readme_output(run_blocks(README, pg, monkeypatch))
+
+
+def assert_readme_output(printed: str) -> None:
     expected = r"Notify\(\d+, 'test', 'message 1'\)\nNotify\(\d+, 'test', 'message 2'\)\nNone"
     assert re.search(expected, printed)
     assert "test hello" in printed
@@ -55,10 +70,60 @@ def test_readme_examples_run(pg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "worker got job 1\nworker got job 2\nworker got stop\n" in printed
 
 
+def test_the_quick_start_runs_on_the_demos_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``pgwire-pubsub demo --serve`` prints makes the README's examples run as written."""
+    if find_pg_bindir() is None and pgserver_bindir() is None:
+        pytest.skip("no PostgreSQL server binaries here")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    demo = subprocess.Popen([sys.executable, "-m", "pgwire_pubsub", "demo", "--serve"],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, encoding="utf-8")
+    try:
+        assert demo.stdout is not None
+        line = LineReader(demo.stdout).wait_for_line("export PGHOST=", 120)
+        found = re.search(r"export PGHOST=(\S+) PGPORT=(\d+)", line)
+        assert found, line
+        assert_readme_output(run_blocks_on(README, found.group(1), int(found.group(2)),
+                                           monkeypatch))
+    finally:
+        demo.terminate()  # the demo stops and removes its server
+        assert demo.wait(120) == 0
+
+
 @pytest.mark.parametrize(
     "doc", [d for d in DOCS if python_blocks(d)], ids=lambda d: d.name)
 def test_docs_examples_run(doc: Path, pg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    run_blocks(doc, pg, monkeypatch)
+    starts_a_server = any("LocalServer(" in block for block in python_blocks(doc))
+    if starts_a_server and find_pg_bindir() is None and pgserver_bindir() is None:
+        pytest.skip("an example starts a throwaway server: no PostgreSQL server binaries here")
+    printed = run_blocks(doc, pg, monkeypatch)
+    if doc.name == "cli.md":  # the LocalServer example
+        assert re.search(r"^Notify\(\d+, 'local', 'hello'\)$", printed, re.M), printed
+
+
+def test_python_examples_are_in_python_blocks() -> None:
+    """Only ```python blocks are run by the tests above: Python code in any other block
+    would be an example that nobody checks."""
+    looks_like_python = re.compile(r"^\s*(import \w|from [\w.]+ import )|\w+\.connect\(", re.M)
+    for page in [README, *DOCS, ROOT / "benchmarks" / "README.md"]:
+        blocks = re.findall(r"```(\w*)\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+        for info, body in blocks:
+            assert info == "python" or not looks_like_python.search(body), (page.name, body)
+
+
+def test_readme_commands_name_a_command_that_is_there() -> None:
+    """The first command installs pgwire-pubsub in .venv/bin, which is not on PATH: the
+    README's commands call it by that path, or after activating the virtualenv."""
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert ".venv/bin/pgwire-pubsub demo" in blocks[0]
+    for block in blocks:
+        activated = False
+        for line in block.splitlines():
+            command = line.split("#", 1)[0].strip()
+            if re.fullmatch(r"(\.|source) \.venv/bin/activate", command):
+                activated = True
+            if re.search(r"(^|[|;&]\s*)pgwire-pubsub\b", command):
+                assert activated, f"pgwire-pubsub is not on PATH here: {line!r}"
 
 
 def test_docs_links_resolve() -> None:

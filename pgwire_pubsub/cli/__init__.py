@@ -21,6 +21,7 @@ from .common import (
     EXIT_USAGE,
     PROG,
     Failure,
+    Parser,
     UsageError,
     raise_interrupt,
     warn,
@@ -43,7 +44,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG, description=DESCRIPTION, epilog=f"{EXAMPLES}\n\n{EXIT_CODES}",
         formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False,
         allow_abbrev=False)

@@ -6,11 +6,13 @@ import argparse
 import getpass
 import os
 import re
+import shlex
+import shutil
 import signal
 import sys
 import threading
 from types import FrameType
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 from .. import PubSub
 from .._blocking.connection import Connection
@@ -39,8 +41,25 @@ PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSSLMODE, PGSERVICE...) and the
 password from ~/.pgpass, as with psql; options given here win."""
 
 
+# The command-line option that sets each connection keyword.
+OPTION_OF = {"host": "-h/--host", "port": "-p/--port", "user": "-U/--username",
+             "dbname": "-d/--dbname"}
+NO_PASSWORD = re.compile(r"(but none was supplied): .*", re.S)  # the library's advice
+
+
 class UsageError(Exception):
     """Exit with EXIT_USAGE and this message."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors point to --help, which is the only help option: -h is the host."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        hint = "for help, use --help"
+        if re.search(r"(?<![\w-])-h\b", message):
+            hint = "-h is the server's host, as in psql; " + hint
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n{self.prog}: {hint}\n")
 
 
 class Failure(Exception):
@@ -51,6 +70,24 @@ def say(message: str = "", *, end: str = "\n") -> None:
     """A line for the person at the terminal (stdout), at once."""
     sys.stdout.write(message + end)
     sys.stdout.flush()
+
+
+def command_name() -> str:
+    """How to start this command again, for the commands we suggest: ``pgwire-pubsub``
+    when that is on ``PATH``, else the path it was started by (``.venv/bin/pgwire-pubsub``
+    from a virtualenv that is not activated), or ``python -m pgwire_pubsub``."""
+    started_as = sys.argv[0] if sys.argv else ""
+    if os.path.basename(started_as) == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m pgwire_pubsub"
+    if os.path.basename(started_as) != PROG:
+        return PROG  # main() called from other code
+    found = shutil.which(PROG)
+    try:
+        if found is not None and os.path.samefile(found, started_as):
+            return PROG
+    except OSError:
+        pass
+    return shlex.quote(started_as)
 
 
 def warn(message: str) -> None:
@@ -116,8 +153,20 @@ def resolve(args: argparse.Namespace) -> ConnParams:
             keywords["password"] = ask_password(params.user)
             params = make_params(dsn, **keywords)
     except (ProgrammingError, NotSupportedError, TypeError) as exc:
-        raise UsageError(f"invalid connection settings: {exc}") from None
+        raise UsageError(_settings_error(str(exc), keywords, dsn)) from None
     return params
+
+
+def _settings_error(message: str, keywords: Dict[str, Optional[str]],
+                    dsn: Optional[str]) -> str:
+    """The library's message, naming the option that gave the bad value, if one did
+    (options win over everything else), and not speaking of a dsn when none was given."""
+    if dsn is None and message.startswith("invalid dsn: "):
+        message = message[len("invalid dsn: "):]
+    named = re.search(r'connection option "(\w+)"', message)
+    if named and named.group(1) in OPTION_OF and keywords.get(named.group(1)) is not None:
+        return f"{OPTION_OF[named.group(1)]}: {message}"
+    return f"invalid connection settings: {message}"
 
 
 def ask_password(user: str) -> str:
@@ -140,7 +189,9 @@ def open_pubsub(params: ConnParams, **options: Any) -> PubSub:
     try:
         return PubSub(Connection(params), **options)
     except Error as exc:
-        raise Failure(str(exc)) from None
+        # The library's advice (password=...) is for code; this is a command line.
+        raise Failure(NO_PASSWORD.sub(r"\1: use -W to be asked for it, or set PGPASSWORD, "
+                                      r"or put it in ~/.pgpass", str(exc))) from None
 
 
 class StopOnSignal:

@@ -20,6 +20,7 @@ from .common import (
     StopOnSignal,
     UsageError,
     add_connection_options,
+    command_name,
     command_parser,
     has_connection_options,
     open_pubsub,
@@ -31,10 +32,11 @@ WAIT = 10.0  # seconds for each notification to come back: a failure guard
 # Names on a throwaway server, and (unlikely to be in use) on an existing one.
 THROWAWAY_NAMES = ("demo", "orders")
 EXISTING_NAMES = ("pgwire_demo", "pgwire_demo_orders")
+QUICK_START_DB = "test"  # the database the README's quick start connects to
 TRY_IT = """\
 Try it on your own server, in two terminals (--help for the options):
-  pgwire-pubsub listen -d mydb demo
-  pgwire-pubsub notify -d mydb demo 'hello'"""
+  {cmd} listen -d mydb demo
+  {cmd} notify -d mydb demo 'hello'"""
 
 SUMMARY = "show notifications round-tripping on a throwaway local PostgreSQL"
 NOTES = """\
@@ -44,7 +46,9 @@ notifier against it, and removes it all on exit, also on Ctrl-C. The server
 binaries are those of this machine (PGWIRE_PG_BINDIR, pg_config --bindir,
 /usr/lib/postgresql/*/bin or initdb on PATH), else those of the pgserver
 package (pip install 'pgwire-pubsub[server]'). As root, the server runs as the
-postgres system user (or nobody), since PostgreSQL refuses to run as root.
+postgres system user (or nobody), since PostgreSQL refuses to run as root, from
+a copy of the binaries in a temp dir when that user cannot reach them (as in a
+virtualenv under /root); the copy is removed too.
 
 With connection options (--dsn, -h, -p, -U, -d), uses that server instead; it
 creates a function there only when missing, and drops it again."""
@@ -58,7 +62,8 @@ def add_parser(subparsers: Any) -> None:
     parser = command_parser(subparsers, "demo", SUMMARY, NOTES, EXAMPLES)
     parser.add_argument("--serve", action="store_true",
                         help="after the demo, keep the throwaway server running until "
-                             "Ctrl-C, to try the other commands on it")
+                             "Ctrl-C, with a database 'test', to try the other commands "
+                             "and the README's quick start on it")
     parser.add_argument("--server", choices=("auto", "local", "pgserver"),
                         help="which binaries run the throwaway server: this machine's "
                              "(local), the pgserver package's, or the first found (auto, "
@@ -73,23 +78,35 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--server and --serve are for a throwaway server; connection "
                              "options name an existing one")
         show(resolve(args), *EXISTING_NAMES)
-        say(TRY_IT)
+        say(TRY_IT.format(cmd=command_name()))
         return EXIT_OK
     with _throwaway(_bindir(args.server or "auto")) as server:
         show(resolve_dsn(server.dsn()), *THROWAWAY_NAMES)
         if args.serve:
             _serve(server)
     if not args.serve:
-        say(TRY_IT)
+        say(TRY_IT.format(cmd=command_name()))
     return EXIT_OK
 
 
 def _serve(server: localserver.LocalServer) -> None:
     """Keep the server until Ctrl-C or SIGTERM, showing how to use it."""
-    options = f"-h {server.host} -p {server.port} -U {server.user}"
-    say(f"The server keeps running until Ctrl-C. Try, in other terminals:\n"
-        f"  pgwire-pubsub listen {options} demo\n"
-        f"  pgwire-pubsub notify {options} demo 'hello'")
+    with open_pubsub(resolve_dsn(server.dsn())) as pubsub:
+        pubsub.conn.execute(f"CREATE DATABASE {QUICK_START_DB}")
+    dsn = f"host={server.host} port={server.port} user={server.user} dbname={QUICK_START_DB}"
+    options = f"-h {server.host} -p {server.port} -U {server.user} -d {QUICK_START_DB}"
+    cmd = command_name()
+    rows = [
+        ("connection string:", dsn),
+        ("in Python:", f"import pgwire_pubsub; pubsub = pgwire_pubsub.connect({dsn!r})"),
+        ("README's quick start:",
+         f"export PGHOST={server.host} PGPORT={server.port}   (then it runs as written)"),
+        ("in other terminals:", f"{cmd} listen {options} demo"),
+        ("", f"{cmd} notify {options} demo 'hello'"),
+    ]
+    say("The server keeps running until Ctrl-C. To connect to it:")
+    for label, text in rows:
+        say(f"  {label:<22}{text}")
     wake, waker = socket.socketpair()  # the signal handler writes, the wait below wakes
     with wake, waker, StopOnSignal(lambda: waker.send(b"\0")):
         select.select([wake], [], [])
@@ -129,11 +146,14 @@ def _throwaway(bindir: str) -> Iterator[localserver.LocalServer]:
         raise
     try:
         say(f" ready in {time.monotonic() - started:.1f} s on 127.0.0.1:{server.port}.")
+        if server.programs.copy is not None:
+            say(f"(The {server.run_as} user, which runs it, cannot reach {bindir}: it runs a "
+                f"copy in {server.programs.copy}.)")
         yield server
     finally:
-        tmpdir = server.tmpdir
+        removed = " and ".join(filter(None, (server.tmpdir, server.programs.copy)))
         server.cleanup()
-        say(f"Stopped the server and removed {tmpdir}.")
+        say(f"Stopped the server and removed {removed}.")
 
 
 def resolve_dsn(dsn: str) -> ConnParams:

@@ -98,7 +98,8 @@ def _is_terminal(stream: Optional[IO[str]]) -> bool:
 
 class _InputLines:
     """Standard input's lines, in batches of at most ``size`` that end early when no more
-    input is waiting, so a slow writer's lines go out at once (``tail -F | ...``)."""
+    input is waiting, so a slow writer's lines go out at once (``tail -F | ...``).  Only
+    the end of the file ends the input: each batch waits for at least one whole line."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -128,7 +129,7 @@ class _InputLines:
 
     def batches(self, size: int) -> Iterator[List[str]]:
         while True:
-            if not self.lines and not self.eof:
+            while not self.lines and not self.eof:  # a read may end inside a line
                 self._read()
             while len(self.lines) < size and not self.eof and self._waiting():
                 self._read()

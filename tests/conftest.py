@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterator, List
 
-import pgcluster
 import pytest
-from pgcluster import (
+
+from pgwire_pubsub.testing import pgcluster
+from pgwire_pubsub.testing.pgcluster import (
     Cluster,
     ContainerServer,
     ExternalServer,

@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator, List
 
 import pytest
-from pgcluster import Server, wait_for
-from wirebytes import notification_size, unread_bytes
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import (
@@ -23,6 +21,8 @@ from pgwire_pubsub import (
     PubSub,
     Reconnected,
 )
+from pgwire_pubsub.testing.pgcluster import Server, wait_for
+from pgwire_pubsub.testing.wirebytes import notification_size, unread_bytes
 
 TIMEOUT = 10.0  # seconds: a failure guard, never a performance target
 CHANNEL = "backpressure"

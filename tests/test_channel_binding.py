@@ -38,7 +38,6 @@ from authchecks import (
     role_session,
     sasl_initial,
 )
-from pgcluster import Cluster
 from scramp import ScramException
 from test_tls import Certs, certs, cluster, der_of, home, verify_full
 
@@ -47,6 +46,7 @@ from pgwire_pubsub.auth import Authenticator
 from pgwire_pubsub.client import connect_raw
 from pgwire_pubsub.errors import OperationalError, ProgrammingError
 from pgwire_pubsub.protocol import messages as m
+from pgwire_pubsub.testing.pgcluster import Cluster
 
 __all__ = ["certs", "cluster", "home"]  # fixtures, imported for these tests
 

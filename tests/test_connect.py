@@ -19,12 +19,12 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import quote
 
 import pytest
-from fakeserver import SSL_REQUEST, FakeConn, FakeServer, split_messages
-from pgcluster import ROLES, Server
 
 import pgwire_pubsub
 from pgwire_pubsub import Connection, DatabaseError, OperationalError, ProgrammingError
 from pgwire_pubsub.client import connect_raw
+from pgwire_pubsub.testing.fakebackend import SSL_REQUEST, FakeConn, FakeServer, split_messages
+from pgwire_pubsub.testing.pgcluster import ROLES, Server
 
 PASSWORD_ROLES = ["password_user", "md5_user", "scram_user"]
 ALL_METHOD_ROLES = ["trust_user", *PASSWORD_ROLES]

@@ -12,12 +12,12 @@ import time
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from fakeserver import FakeConn, FakeServer
-from pgcluster import Cluster, Server, find_pg_bindir
 from replica import Replica
 
 from pgwire_pubsub import OperationalError
 from pgwire_pubsub.client import Connection, connect_raw
+from pgwire_pubsub.testing.fakebackend import FakeConn, FakeServer
+from pgwire_pubsub.testing.pgcluster import Cluster, Server, find_pg_bindir
 
 GUARD = 20.0  # seconds: a failure guard against hangs, never a performance target
 

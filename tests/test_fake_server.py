@@ -14,9 +14,13 @@ import time
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
-from fakeserver import SSL_REQUEST, FakeConn, FakeServer, split_messages
 from scramp import ScramMechanism
-from wirebytes import (
+
+import pgwire_pubsub
+from pgwire_pubsub import Connection, Notify, OperationalError, ProtocolViolation, PubSub
+from pgwire_pubsub.client import connect_raw
+from pgwire_pubsub.testing.fakebackend import SSL_REQUEST, FakeConn, FakeServer, split_messages
+from pgwire_pubsub.testing.wirebytes import (
     auth,
     auth_ok,
     auth_sasl,
@@ -32,10 +36,6 @@ from wirebytes import (
     ready,
     row_description,
 )
-
-import pgwire_pubsub
-from pgwire_pubsub import Connection, Notify, OperationalError, ProtocolViolation, PubSub
-from pgwire_pubsub.client import connect_raw
 
 SERVER_TIMEOUT = 10.0
 # Only there so that a client that waits instead of failing at once is caught.

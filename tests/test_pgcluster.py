@@ -7,8 +7,17 @@ import struct
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from fakeserver import PROTOCOL_3_0, FakeConn, FakeServer
-from pgcluster import AUTH_METHOD, ROLES, Cluster, LineReader, PsqlError, Server, parse_dsn
+
+from pgwire_pubsub.testing.fakebackend import PROTOCOL_3_0, FakeConn, FakeServer
+from pgwire_pubsub.testing.pgcluster import (
+    AUTH_METHOD,
+    ROLES,
+    Cluster,
+    LineReader,
+    PsqlError,
+    Server,
+    parse_dsn,
+)
 
 PASSWORD_ROLES = [r for r, pw in ROLES.items() if pw is not None]
 

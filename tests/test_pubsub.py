@@ -11,7 +11,6 @@ from typing import Any, Callable, Iterator, List, Optional, Set, Tuple, cast
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pgcluster import LineReader, Server, in_thread, lit
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import (
@@ -26,6 +25,7 @@ from pgwire_pubsub.client import Connection, connect_raw
 from pgwire_pubsub.events import Event
 from pgwire_pubsub.protocol import bulk
 from pgwire_pubsub.protocol import decoder as decoder_module
+from pgwire_pubsub.testing.pgcluster import LineReader, Server, in_thread, lit
 
 TIMEOUT = 10  # seconds: a failure guard, never a performance target
 

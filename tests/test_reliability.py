@@ -20,10 +20,8 @@ import time
 from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
 
 import pytest
-from faultproxy import FaultProxy
 from pgbouncer import PgBouncer
 from pgbouncer import Unavailable as BouncerUnavailable
-from pgcluster import Cluster, find_pg_bindir, find_psql, in_thread, lit, wait_for
 
 import pgwire_pubsub
 from pgwire_pubsub import (
@@ -33,6 +31,15 @@ from pgwire_pubsub import (
     PubSub,
     Reconnected,
     ReconnectPolicy,
+)
+from pgwire_pubsub.testing.faultproxy import FaultProxy
+from pgwire_pubsub.testing.pgcluster import (
+    Cluster,
+    find_pg_bindir,
+    find_psql,
+    in_thread,
+    lit,
+    wait_for,
 )
 
 GUARD = 10.0  # seconds: a failure guard against hangs, never a performance target

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import pytest
-from faultproxy import FaultProxy
-from pgcluster import LineReader, Server, wait_for
-from wirebytes import notification_size, unread_bytes
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import InterfaceError, Notify, OperationalError, PubSub, ReconnectPolicy
 from pgwire_pubsub import transport as transport_module
 from pgwire_pubsub.events import Event
+from pgwire_pubsub.testing.faultproxy import FaultProxy
+from pgwire_pubsub.testing.pgcluster import LineReader, Server, wait_for
+from pgwire_pubsub.testing.wirebytes import notification_size, unread_bytes
 from pgwire_pubsub.transport import Transport
 
 TIMEOUT = 10.0  # seconds: a failure guard, never a performance target

@@ -32,8 +32,6 @@ from typing import (
 import pytest
 from certmaker import CertMaker, cert_maker, openssl
 from certmaker import der_of as der_of  # re-exported: test_channel_binding imports it
-from fakeserver import FakeConn, FakeServer
-from pgcluster import CERT_USER, Cluster, Server
 
 from pgwire_pubsub import tls, tlsfiles
 from pgwire_pubsub.auth import Authenticator
@@ -41,6 +39,8 @@ from pgwire_pubsub.client import connect_raw
 from pgwire_pubsub.errors import OperationalError, ProgrammingError
 from pgwire_pubsub.protocol import flows, frontend
 from pgwire_pubsub.protocol.machine import Protocol
+from pgwire_pubsub.testing.fakebackend import FakeConn, FakeServer
+from pgwire_pubsub.testing.pgcluster import CERT_USER, Cluster, Server
 
 T = TypeVar("T")
 Row = Tuple[Optional[str], ...]

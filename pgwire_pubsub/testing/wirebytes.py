@@ -1,4 +1,4 @@
-"""Bytes of backend messages, built by hand: for the scripted fake server (fakeserver.py)
+"""Bytes of backend messages, built by hand: for the scripted fake server (fakebackend.py)
 and the tests that feed the client server input themselves (test_decoder, test_machine,
 test_events_unit, test_pending, test_fake_server); and counted, for tests that wait until a
 real server's notifications sit unread in a socket (test_threads, test_backpressure).

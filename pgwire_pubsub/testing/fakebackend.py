@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-import wirebytes
+from . import wirebytes
 
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104

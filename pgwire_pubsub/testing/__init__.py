@@ -1,0 +1,1 @@
+"""Tools for testing at the wire: throwaway PostgreSQL clusters, a fake backend, a fault proxy."""

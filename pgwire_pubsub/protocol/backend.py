@@ -12,6 +12,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 from .frontend import _cstring, _message
 
 TEXT_OID = 25
+INT4_OID = 23
 AUTH_OK, AUTH_CLEARTEXT, AUTH_MD5, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL = (
     0, 3, 5, 10, 11, 12)
 
@@ -65,18 +66,21 @@ def ready_for_query(status: str = "I") -> bytes:
     return b"Z\0\0\0\x05" + status.encode("ascii")
 
 
+def column(name: str, type_oid: int = TEXT_OID, format: int = 0) -> bytes:
+    """One field of a RowDescription: a column of no table, of type ``type_oid`` sent in
+    ``format`` (0 text, 1 binary)."""
+    size = 4 if type_oid == INT4_OID else -1  # int4's size; variable for the rest
+    # table oid, column number, type oid, type size, type modifier, format code
+    return _cstring(name) + pack("!ihIhih", 0, 0, type_oid, size, -1, format)
+
+
 def row_description(names: Sequence[str], type_oids: Sequence[int] = (),
                     formats: Sequence[int] = ()) -> bytes:
-    """Columns of no table; each of type ``type_oids[i]`` (default text) in ``formats[i]``
-    (default 0, text)."""
-    parts = [pack("!h", len(names))]
-    for i, name in enumerate(names):
-        oid = type_oids[i] if i < len(type_oids) else TEXT_OID
-        size = 4 if oid == 23 else -1  # int4's size; variable for the rest
-        fmt = formats[i] if i < len(formats) else 0
-        # table oid, column number, type oid, type size, type modifier, format code
-        parts.append(_cstring(name) + pack("!ihIhih", 0, 0, oid, size, -1, fmt))
-    return _message(b"T", b"".join(parts))
+    """Columns of no table; column i of type ``type_oids[i]`` (default text) in
+    ``formats[i]`` (default 0, text)."""
+    columns = [column(name, type_oids[i] if i < len(type_oids) else TEXT_OID,
+                      formats[i] if i < len(formats) else 0) for i, name in enumerate(names)]
+    return _message(b"T", pack("!h", len(names)) + b"".join(columns))
 
 
 def data_row(values: Sequence[Optional[bytes]]) -> bytes:

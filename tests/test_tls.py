@@ -39,7 +39,7 @@ from pgwire_pubsub.client import connect_raw
 from pgwire_pubsub.errors import OperationalError, ProgrammingError
 from pgwire_pubsub.protocol import flows, frontend
 from pgwire_pubsub.protocol.machine import Protocol
-from pgwire_pubsub.testing.fakebackend import FakeConn, FakeServer
+from pgwire_pubsub.testing.fakebackend import FakeBackend, FakeConn
 from pgwire_pubsub.testing.pgcluster import CERT_USER, Cluster, Server
 
 T = TypeVar("T")
@@ -216,7 +216,7 @@ def messages_after(
             if kind == b"p":
                 conn.error({"S": "FATAL", "C": "28P01", "M": "password authentication failed"})
 
-    with FakeServer(script) as server:
+    with FakeBackend(script) as server:
         client(server.host, server.port)
     return received
 
@@ -900,9 +900,9 @@ def fake_tls_server(
     max_version: Optional[ssl.TLSVersion] = None,
     script: Optional[Callable[[FakeConn], None]] = None,
     check: bool = True,
-) -> Iterator[FakeServer]:
+) -> Iterator[FakeBackend]:
     context = fake_tls_context(certs, record, alpn, max_version)
-    with FakeServer(
+    with FakeBackend(
         script or trust_script(record),
         expect_ssl_request=True,
         ssl_response=b"S",
@@ -913,7 +913,7 @@ def fake_tls_server(
 
 
 def fake_session(
-    server: FakeServer,
+    server: FakeBackend,
     host: Optional[str] = "localhost",
     sslsni: bool = True,
     **context_kwargs: Any,

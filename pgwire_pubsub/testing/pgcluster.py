@@ -180,6 +180,30 @@ def make_dsn(params: Dict[str, Any]) -> str:
     return " ".join(f"{k}={_quote(v)}" for k, v in params.items() if v is not None)
 
 
+def make_uri(params: Dict[str, Any]) -> str:
+    """A ``postgresql://`` URI from a dict (None values are left out): the one form of
+    connection string that libpq, asyncpg and this library all accept.  A host that is a
+    directory (a Unix socket's) goes in the query string."""
+    params = {k: str(v) for k, v in params.items() if v is not None}
+    host, port = params.pop("host", ""), params.pop("port", "")
+    user, password = params.pop("user", None), params.pop("password", None)
+    dbname = params.pop("dbname", "")
+    netloc = ""
+    if user is not None:
+        netloc = urllib.parse.quote(user, safe="")
+        if password is not None:
+            netloc += ":" + urllib.parse.quote(password, safe="")
+        netloc += "@"
+    if host.startswith("/"):
+        params = {"host": host, **({"port": port} if port else {}), **params}
+    else:
+        netloc += f"[{host}]" if ":" in host else host
+        netloc += f":{port}" if port else ""
+    query = urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+    return f"postgresql://{netloc}/{urllib.parse.quote(dbname, safe='')}" + (
+        f"?{query}" if query else "")
+
+
 def parse_dsn(dsn: str) -> Dict[str, str]:
     """Parse a libpq key=value string or a postgres:// URI (single host only)."""
     if re.match(r"postgres(ql)?://", dsn):

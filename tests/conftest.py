@@ -1,64 +1,45 @@
 """Shared fixtures: ``pg`` (TLS), ``pg_nossl`` (TLS off) and ``wait_for``.
 
-Server priority: PGWIRE_TEST_DSN > local server binaries > testcontainers > skip.
+``pg`` is the session server of the package's own pytest plugin (``postgres_cluster``),
+which also offers ``postgres_server``, ``pubsub``, ``fake_backend`` and ``fault_proxy``.
+Server priority: PGWIRE_TEST_DSN > local server binaries > pgserver > testcontainers > skip.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Iterator, List
 
 import pytest
 
 from pgwire_pubsub.testing import pgcluster
-from pgwire_pubsub.testing.pgcluster import (
-    Cluster,
-    ContainerServer,
-    ExternalServer,
-    Server,
-    Unavailable,
-    docker_available,
-    find_pg_bindir,
-)
+from pgwire_pubsub.testing.pgcluster import Server, Unavailable
+from pgwire_pubsub.testing.postgres import start_server
 
-SERVER_FIXTURES = {"pg", "pg_nossl"}
+# Also registered by the package's entry point, under this same name: loaded once.  Named
+# here too, so that the suite runs from a checkout that is not installed.
+pytest_plugins = ("pgwire_pubsub.testing.plugin", "pytester")
+
+SERVER_FIXTURES = {"pg", "pg_nossl", "postgres_cluster", "postgres_server", "pubsub",
+                   "async_pubsub", "fault_proxy"}
 
 
-def _start_server(tls: bool) -> Server:
-    dsn = os.environ.get("PGWIRE_TEST_DSN")
-    if dsn:
-        if not tls:
-            raise Unavailable("PGWIRE_TEST_DSN is set; no TLS-less local server is started")
-        return ExternalServer(dsn)
-    if find_pg_bindir() is not None:
-        return Cluster(tls=tls).start()
-    if docker_available():
-        return ContainerServer()  # postgres:15 image: TLS is off
-    raise Unavailable("no PostgreSQL: set PGWIRE_TEST_DSN, install the PostgreSQL server "
-                      "binaries (or PGWIRE_PG_BINDIR), or run a Docker engine")
+@pytest.fixture(scope="session")
+def pg(postgres_cluster: Server) -> Server:
+    """The main server: a local cluster with TLS, all roles, restartable."""
+    return postgres_cluster
 
 
-def _server_fixture(tls: bool) -> Iterator[Server]:
+@pytest.fixture(scope="session")
+def pg_nossl() -> Iterator[Server]:
+    """A second server with ``ssl = off``, started only when a test asks for it."""
     try:
-        server = _start_server(tls)
+        server = start_server(tls=False)
     except Unavailable as e:
         pytest.skip(str(e))
     try:
         yield server
     finally:
         server.cleanup()
-
-
-@pytest.fixture(scope="session")
-def pg() -> Iterator[Server]:
-    """The main server: a local cluster with TLS, all roles, restartable."""
-    yield from _server_fixture(tls=True)
-
-
-@pytest.fixture(scope="session")
-def pg_nossl() -> Iterator[Server]:
-    """A second server with ``ssl = off``, started only when a test asks for it."""
-    yield from _server_fixture(tls=False)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ while the package itself is still being imported.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, List
 
 if TYPE_CHECKING:
     from .codec import Message as Message
@@ -101,5 +101,5 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__() -> list[str]:
+def __dir__() -> List[str]:
     return sorted(set(globals()) | set(_WHERE))

@@ -1,10 +1,12 @@
 """The fake backend's shared state: which session listens on what, and delivery.
 
 A commit applies the transaction's LISTEN/UNLISTEN first, then hands its
-notifications to every listening session (the sender's own included), all under
-one lock, so every session sees commits in one order.  A session receives a
-notification at once when it is idle outside a transaction block, else just
-before its next ReadyForQuery outside one, as PostgreSQL does.
+notifications to every session that listens on anything (the sender's own
+included), all under one lock, so every session sees commits in one order.  A
+session takes a notification at once when it is idle outside a transaction
+block, else just before its next ReadyForQuery outside one; only then does it
+look at the channel, as PostgreSQL reads its queue: a channel listened to by a
+transaction that commits meanwhile gets what was sent on it in between.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class Listener:
     def __init__(self, conn: FakeConn, pid: int) -> None:
         self.conn = conn
         self.pid = pid
-        self.channels: Dict[str, None] = {}  # committed LISTENs, in order (hub lock)
+        # Committed LISTENs, in order; changed by the session's own thread only.
+        self.channels: Dict[str, None] = {}
         self.status = "I"  # transaction status: I idle, T in a block, E failed block
         self._busy = True  # from a message received until the ReadyForQuery that ends it
         self._queue: List[m.Notify] = []
@@ -34,10 +37,10 @@ class Listener:
 
     def deliver(self, notify: m.Notify) -> None:
         with self._lock:
-            if not self._busy and self.status == "I":
-                self.conn.send(build(notify))
-            else:
+            if self._busy or self.status != "I":
                 self._queue.append(notify)
+            elif notify.channel in self.channels:
+                self.conn.send(build(notify))
 
     def busy(self) -> None:
         with self._lock:
@@ -48,7 +51,7 @@ class Listener:
         with self._lock:
             out = b""
             if self.status == "I":
-                out = b"".join(map(build, self._queue))
+                out = b"".join(build(n) for n in self._queue if n.channel in self.channels)
                 self._queue.clear()
             self.conn.send(out + build(m.ReadyForQuery(self.status)))
             self._busy = False
@@ -85,5 +88,5 @@ class Hub:
             for channel, payload in notifications:
                 notify = m.Notify(sender.pid, channel, payload)
                 for session in self.sessions:
-                    if channel in session.channels:
+                    if session.channels:
                         session.deliver(notify)

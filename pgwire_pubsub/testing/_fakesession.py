@@ -304,8 +304,7 @@ class Session(Listener):
                 raise SqlError("42704", f'unrecognized configuration parameter "{what}"')
             return [(value,)]
         if what == "pg_listening_channels":
-            with self.hub.lock:
-                return [(channel,) for channel in self.channels]
+            return [(channel,) for channel in self.channels]
         results = {"value": statement.args[-1], "pg_is_in_recovery": False,
                    "pg_notification_queue_usage": 0.0, "pg_backend_pid": self.pid}
         return [(results[str(what)],)]

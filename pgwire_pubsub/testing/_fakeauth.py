@@ -47,9 +47,7 @@ def authenticate(conn: FakeConn, user: str) -> bool:
         if ok and (method == "trust" or user == server.user):
             conn.send_messages(m.AuthenticationOk())
             return True
-    conn.send_messages(m.ErrorResponse({
-        "S": "FATAL", "V": "FATAL", "C": "28P01",
-        "M": f'password authentication failed for user "{user}"'}))
+    conn.fatal("28P01", f'password authentication failed for user "{user}"')
     return False
 
 

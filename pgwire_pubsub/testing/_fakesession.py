@@ -46,7 +46,11 @@ class Portal(NamedTuple):
 
 def serve(conn: FakeConn, hub: Hub) -> None:
     """Start a session on ``conn`` and answer it until it terminates or goes away."""
-    startup = conn.receive_startup()
+    try:
+        startup = conn.receive_startup()
+    except ProtocolViolation as exc:
+        conn.fatal("08P01", str(exc))
+        return
     if isinstance(startup, f.CancelRequest):
         return  # nothing runs long enough to be cancelled
     user = startup.parameters.get("user", "")
@@ -83,7 +87,7 @@ class Session(Listener):
             try:
                 message = self.conn.receive()
             except ProtocolViolation as exc:
-                self._fatal("08P01", str(exc))
+                self.conn.fatal("08P01", str(exc))
                 return
             if isinstance(message, f.Terminate):
                 return
@@ -94,10 +98,6 @@ class Session(Listener):
                 self._sync()
             elif not self._skipping:
                 self._extended(message)
-
-    def _fatal(self, code: str, text: str) -> None:
-        self.conn.send_messages(m.ErrorResponse({"S": "FATAL", "V": "FATAL", "C": code,
-                                                 "M": text}))
 
     # -- the two protocols ---------------------------------------------------------
 

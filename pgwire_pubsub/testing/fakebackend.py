@@ -106,10 +106,11 @@ class FakeBackend:
     # -- where it is ---------------------------------------------------------------
 
     def dsn_params(self, **over: Any) -> Dict[str, Any]:
-        """Connection keywords (host, port, user, password, dbname); an override of None
-        drops a key."""
+        """Connection keywords (host, port, user, password, dbname, and sslmode=disable when
+        no SSLRequest is expected); an override of None drops a key."""
         params = {"host": self.host, "port": self.port, "user": self.user,
-                  "password": self.password, "dbname": self.database, **over}
+                  "password": self.password, "dbname": self.database,
+                  "sslmode": None if self.expect_ssl_request else "disable", **over}
         return {k: v for k, v in params.items() if v is not None}
 
     @property
@@ -195,8 +196,10 @@ class FakeBackend:
                 assert self.hub is not None
                 _fakesession.serve(conn, self.hub)
         except BaseException as exc:
-            # The pub/sub server's client may go away (or break the protocol, and be told).
-            gone = self.script is None and isinstance(exc, (EOFError, OSError, ProtocolViolation))
+            # The pub/sub server's client may go away (or break the protocol, and be told);
+            # a script's connection, when closed here (cut).
+            gone = (self.script is None or conn.closed) and isinstance(
+                exc, (EOFError, OSError, ProtocolViolation))
             if not gone:
                 with self._lock:
                     self.error = self.error or exc

@@ -50,6 +50,7 @@ class FakeConn:
         self.server = server
         self.index = index  # 0 for the first connection, 1 for the next...
         self.pid = 0  # the backend pid it reports (BackendKeyData), once it has one
+        self.closed = False
         self._send_lock = threading.Lock()
         self._held: List[bytes] = []
         # A script waits for its client at most ``timeout``; a pub/sub session for ever.
@@ -137,6 +138,12 @@ class FakeConn:
             else:
                 self._held.append(raw)
 
+    @property
+    def held(self) -> int:
+        """Bytes held back while the backend does not answer."""
+        with self._send_lock:
+            return sum(map(len, self._held))
+
     def release(self) -> None:
         """Send what was held while the backend did not answer."""
         with self._send_lock:
@@ -189,6 +196,12 @@ class FakeConn:
         else:
             self.send(backend.error_response(fields))
 
+    def fatal(self, code: str, message: str) -> None:
+        """A FATAL ErrorResponse with SQLSTATE ``code``: what a server says before it
+        closes the connection."""
+        self.send_messages(m.ErrorResponse({"S": "FATAL", "V": "FATAL", "C": code,
+                                            "M": message}))
+
     def authenticate(self, user: str) -> bool:
         """Authenticate ``user`` by the backend's method (``auth``, ``password``): True once
         AuthenticationOk is sent; False after a FATAL error (wrong password, or the backend
@@ -209,6 +222,7 @@ class FakeConn:
 
     def close(self) -> None:
         """Close the connection now (both directions; a blocked read wakes up)."""
+        self.closed = True
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):

@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterator, List
 import pytest
 
 from pgwire_pubsub.testing import pgcluster
-from pgwire_pubsub.testing.pgcluster import Server, Unavailable
-from pgwire_pubsub.testing.postgres import start_server
+from pgwire_pubsub.testing.pgcluster import Server
+from pgwire_pubsub.testing.plugin import session_server
 
 # Also registered by the package's entry point, under this same name: loaded once.  Named
 # here too, so that the suite runs from a checkout that is not installed.
@@ -32,14 +32,7 @@ def pg(postgres_cluster: Server) -> Server:
 @pytest.fixture(scope="session")
 def pg_nossl() -> Iterator[Server]:
     """A second server with ``ssl = off``, started only when a test asks for it."""
-    try:
-        server = start_server(tls=False)
-    except Unavailable as e:
-        pytest.skip(str(e))
-    try:
-        yield server
-    finally:
-        server.cleanup()
+    yield from session_server(tls=False)
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ while the package itself is still being imported.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from ._exports import lazy_exports
 
 if TYPE_CHECKING:
     from .codec import Message as Message
@@ -87,19 +88,4 @@ _MODULES = {  # where each public name lives
     "decoder": ("Decoder",),
     "frontend_decoder": ("FrontendDecoder",),
 }
-_WHERE = {name: module for module, names in _MODULES.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _MODULES)

@@ -9,8 +9,9 @@ nothing until a fixture is asked for.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
+
+from ..protocol._exports import lazy_exports
 
 if TYPE_CHECKING:
     from .fakebackend import FakeBackend as FakeBackend
@@ -33,19 +34,4 @@ _MODULES = {  # where each public name lives
                   "wait_for"),
     "postgres": ("Database", "start_server"),
 }
-_WHERE = {name: module for module, names in _MODULES.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _MODULES)

@@ -1,4 +1,5 @@
-"""Throwaway PostgreSQL servers for the test suite (no pytest dependency).
+"""Throwaway PostgreSQL servers for tests (no pytest dependency; ``postgres.start_server``
+picks one).
 
 * ``Cluster``: a private cluster built from the local server binaries in a temp dir,
   with TLS, one role per authentication method and an explicit pg_hba.conf.
@@ -7,6 +8,10 @@
 
 All three offer ``dsn_kwargs()``, ``dsn()``, ``psql()`` and ``popen_psql()``, plus the
 capability flags ``has_roles``, ``has_tls`` and ``can_restart`` so tests can skip.
+
+Longer than this project's modules should be: it moved here whole from tests/ so that its
+history follows, while others change it; the cluster's TLS material (certificates, CRLs)
+is the part to move out next.
 """
 
 from __future__ import annotations

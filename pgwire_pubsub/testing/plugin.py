@@ -45,20 +45,26 @@ def _async_fixture(function: F) -> F:
     return cast(F, fixture(function))
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[Server]:
-    """The session's throwaway PostgreSQL server (skips the test when there is none)."""
+def session_server(tls: bool = True) -> Iterator[Server]:
+    """The body of a session fixture: ``start_server(tls)``, stopped afterwards; skips the
+    test when there is no server."""
     from .pgcluster import Unavailable
     from .postgres import start_server
 
     try:
-        server = start_server()
+        server = start_server(tls)
     except Unavailable as exc:
         pytest.skip(str(exc))
     try:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Server]:
+    """The session's throwaway PostgreSQL server (skips the test when there is none)."""
+    yield from session_server()
 
 
 @pytest.fixture

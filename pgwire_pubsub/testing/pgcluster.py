@@ -10,8 +10,7 @@ All three offer ``dsn_kwargs()``, ``dsn()``, ``psql()`` and ``popen_psql()``, pl
 capability flags ``has_roles``, ``has_tls`` and ``can_restart`` so tests can skip.
 
 Longer than this project's modules should be: it moved here whole from tests/ so that its
-history follows, while others change it; the cluster's TLS material (certificates, CRLs)
-is the part to move out next.
+history follows; the cluster's TLS material (certificates, CRLs) is the part to move out.
 """
 
 from __future__ import annotations

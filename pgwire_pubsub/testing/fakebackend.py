@@ -6,7 +6,7 @@
     def script(conn: FakeConn) -> None:          # scripted: one call per connection
         conn.handshake()
         assert isinstance(conn.receive(), Query)
-        conn.send_raw(b"garbage")
+        conn.send(b"garbage")                    # any bytes (send_messages: typed ones)
 
     with FakeBackend(script) as fake: ...
 

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Optional
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the checkout
 
 import pgwire_pubsub
 
@@ -55,7 +55,7 @@ def main(argv: Optional[list] = None) -> None:
     if args.dsn:
         run(args.dsn, args.count)
         return
-    from pgcluster import Cluster
+    from pgwire_pubsub.testing.pgcluster import Cluster
 
     with Cluster(tls=False) as cluster:
         cluster.start()

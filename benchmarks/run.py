@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-for _path in (HERE, os.path.join(ROOT, "tests"), ROOT):
+for _path in (HERE, ROOT):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
@@ -82,7 +82,7 @@ class Peer:
 
 
 def conninfo_from_dsn(dsn: str) -> Dict[str, Any]:
-    from pgcluster import parse_dsn
+    from pgwire_pubsub.testing.pgcluster import parse_dsn
 
     params: Dict[str, Any] = parse_dsn(dsn)
     if "port" in params:
@@ -274,7 +274,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         main_info = conninfo_from_dsn(args.dsn)
         scram = conninfo_from_dsn(args.connect_dsn) if args.connect_dsn else main_info
         return bench(args, {"main": main_info, "scram": scram}, "given by --dsn")
-    from pgcluster import Cluster
+    from pgwire_pubsub.testing.pgcluster import Cluster
 
     with Cluster(tls=False, settings={"log_connections": "off"}) as cluster:
         conninfo = {"main": cluster.dsn_kwargs("postgres"),

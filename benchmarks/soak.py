@@ -26,7 +26,7 @@ import threading
 import time
 from typing import List, Optional
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the checkout
 
 import pgwire_pubsub
 from pgwire_pubsub import Notify, Reconnected, ReconnectPolicy
@@ -241,7 +241,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     params = (args.count, args.batch, args.window, args.terminate_every, args.max_seconds)
     if args.dsn:
         sys.exit(run(args.dsn, *params))
-    from pgcluster import Cluster
+    from pgwire_pubsub.testing.pgcluster import Cluster
 
     with Cluster(tls=False) as cluster:
         cluster.start()

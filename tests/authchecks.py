@@ -15,7 +15,6 @@ import struct
 from typing import Any, List, Optional, Tuple
 
 import pytest
-from pgcluster import ROLES, Cluster
 from scramp import ScramMechanism
 from test_tls import NOTHING_BUT_GOODBYE, Session, messages_after, open_session, pg_session
 
@@ -23,6 +22,7 @@ from pgwire_pubsub._blocking.connection import connect_raw
 from pgwire_pubsub.errors import OperationalError, ProtocolViolation
 from pgwire_pubsub.protocol import messages as m
 from pgwire_pubsub.protocol.auth import Authenticator
+from pgwire_pubsub.testing.pgcluster import ROLES, Cluster
 
 USER = "alice"
 PASSWORD = "correct horse battery"

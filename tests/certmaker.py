@@ -3,7 +3,7 @@
 Each distinct request gets a certificate of its own, valid for 30 days, signed with a
 key of its own (so no two certificates share a key) unless the maker shares one key per
 kind, which saves generating RSA keys over and over.  The test cluster's CA chain is made
-by pgcluster.
+by pgwire_pubsub.testing.pgcluster.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Shared fixtures: ``pg`` (TLS), ``pg_nossl`` (TLS off) and ``wait_for``.
 
-Server priority: PGWIRE_TEST_DSN > local server binaries > testcontainers > skip.
+``pg`` is the session server of the package's own pytest plugin (``postgres_cluster``),
+which also offers ``postgres_server``, ``pubsub``, ``fake_backend`` and ``fault_proxy``.
+Server priority: PGWIRE_TEST_DSN > local server binaries > pgserver > testcontainers > skip.
 """
 
 from __future__ import annotations
@@ -12,60 +14,33 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
-import pgcluster
 import pytest
 from aioadapter import AsyncClient
-from pgcluster import (
-    Cluster,
-    ContainerServer,
-    ExternalServer,
-    Server,
-    Unavailable,
-    docker_available,
-    find_pg_bindir,
-)
 
 import pgwire_pubsub
 from pgwire_pubsub._blocking.connection import connect_raw
+from pgwire_pubsub.testing import pgcluster
+from pgwire_pubsub.testing.pgcluster import Server
+from pgwire_pubsub.testing.plugin import session_server
 
-SERVER_FIXTURES = {"pg", "pg_nossl"}
+# Also registered by the package's entry point, under this same name: loaded once.  Named
+# here too, so that the suite runs from a checkout that is not installed.
+pytest_plugins = ("pgwire_pubsub.testing.plugin", "pytester")
 
-
-def _start_server(tls: bool) -> Server:
-    dsn = os.environ.get("PGWIRE_TEST_DSN")
-    if dsn:
-        if not tls:
-            raise Unavailable("PGWIRE_TEST_DSN is set; no TLS-less local server is started")
-        return ExternalServer(dsn)
-    if find_pg_bindir() is not None:
-        return Cluster(tls=tls).start()
-    if docker_available():
-        return ContainerServer()  # postgres:15 image: TLS is off
-    raise Unavailable("no PostgreSQL: set PGWIRE_TEST_DSN, install the PostgreSQL server "
-                      "binaries (or PGWIRE_PG_BINDIR), or run a Docker engine")
-
-
-def _server_fixture(tls: bool) -> Iterator[Server]:
-    try:
-        server = _start_server(tls)
-    except Unavailable as e:
-        pytest.skip(str(e))
-    try:
-        yield server
-    finally:
-        server.cleanup()
+SERVER_FIXTURES = {"pg", "pg_nossl", "postgres_cluster", "postgres_server", "pubsub",
+                   "async_pubsub", "fault_proxy"}
 
 
 @pytest.fixture(scope="session")
-def pg() -> Iterator[Server]:
+def pg(postgres_cluster: Server) -> Server:
     """The main server: a local cluster with TLS, all roles, restartable."""
-    yield from _server_fixture(tls=True)
+    return postgres_cluster
 
 
 @pytest.fixture(scope="session")
 def pg_nossl() -> Iterator[Server]:
     """A second server with ``ssl = off``, started only when a test asks for it."""
-    yield from _server_fixture(tls=False)
+    yield from session_server(tls=False)
 
 
 # The clients the behavioural suite runs on: the blocking one, and the asyncio one (through

@@ -6,7 +6,7 @@ import os
 import tempfile
 from typing import Optional
 
-from pgcluster import Cluster, _live, wait_for
+from pgwire_pubsub.testing.pgcluster import Cluster, _live, wait_for
 
 
 def allow_replication(primary: Cluster) -> None:

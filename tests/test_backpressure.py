@@ -12,8 +12,6 @@ from typing import Any, Callable, List
 
 import pytest
 from aioadapter import SyncPubSub
-from pgcluster import Server, wait_for
-from wirebytes import notification_size, unread_bytes
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import (
@@ -24,6 +22,8 @@ from pgwire_pubsub import (
     PubSub,
     Reconnected,
 )
+from pgwire_pubsub.testing.pgcluster import Server, wait_for
+from pgwire_pubsub.testing.wirebytes import notification_size, unread_bytes
 
 TIMEOUT = 10.0  # seconds: a failure guard, never a performance target
 CHANNEL = "backpressure"

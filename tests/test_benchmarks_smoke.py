@@ -18,7 +18,8 @@ from types import ModuleType
 from typing import Any, Dict
 
 import pytest
-from pgcluster import Server
+
+from pgwire_pubsub.testing.pgcluster import Server
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))

@@ -14,7 +14,6 @@ from typing import Any, List, Optional, Tuple
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wirebytes import command_complete, notify, split
 
 from pgwire_pubsub.errors import ProtocolViolation
 from pgwire_pubsub.protocol import _bulk as bulk
@@ -22,6 +21,7 @@ from pgwire_pubsub.protocol import decoder as decoder_module
 from pgwire_pubsub.protocol import messages as m
 from pgwire_pubsub.protocol.decoder import Decoder
 from pgwire_pubsub.protocol.pending import Pending
+from pgwire_pubsub.testing.wirebytes import command_complete, notify, split
 
 PID = 4321
 SOURCE = struct.pack("!i", PID) + b"bench\0"

@@ -565,6 +565,10 @@ def test_damaged_certificates(real_der: bytes, data: st.DataObject) -> None:
 # -- no dependency at run time --------------------------------------------------------
 
 ALLOWED: frozenset[str] = frozenset()
+# pgwire_pubsub.testing is the toolkit for tests, installed with the `testing` extra: it may
+# use what that extra (or a test environment) provides, imported where it is needed.
+TESTING_ALLOWED = frozenset({"pytest", "pytest_asyncio", "scramp", "testcontainers", "docker",
+                             "pgserver"})
 
 
 def in_stdlib_directory(module: str) -> bool:
@@ -609,6 +613,7 @@ def test_the_package_imports_only_the_standard_library() -> None:
         for path in files
         for module in absolute_imports(path)
         if not is_stdlib(module) and module not in ALLOWED and module != "pgwire_pubsub"
+        and not (path.parent.name == "testing" and module in TESTING_ALLOWED)
     }
     assert not foreign
 
@@ -623,7 +628,8 @@ def test_the_python_3_9_way_agrees_with_stdlib_module_names() -> None:
 
 
 def test_every_module_imports_without_asn1crypto() -> None:
-    """In a fresh interpreter where asn1crypto and scramp cannot be imported."""
+    """In a fresh interpreter where asn1crypto and scramp cannot be imported (the testing
+    package included: it imports scramp only where SCRAM is served)."""
     script = textwrap.dedent(
         """
         import importlib, pkgutil, sys
@@ -633,7 +639,8 @@ def test_every_module_imports_without_asn1crypto() -> None:
         before = set(sys.modules)
         import pgwire_pubsub
         for info in pkgutil.walk_packages(pgwire_pubsub.__path__, "pgwire_pubsub."):
-            importlib.import_module(info.name)
+            if info.name != "pgwire_pubsub.testing.plugin":  # pytest's, loaded by pytest
+                importlib.import_module(info.name)
         new = {name.split(".")[0] for name in set(sys.modules) - before}
         print(" ".join(sorted(new)))
         """

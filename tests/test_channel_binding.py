@@ -38,7 +38,6 @@ from authchecks import (
     role_session,
     sasl_initial,
 )
-from pgcluster import Cluster
 from scramp import ScramException
 from test_tls import Certs, certs, cluster, der_of, home, verify_full
 
@@ -47,6 +46,7 @@ from pgwire_pubsub._blocking.connection import connect_raw
 from pgwire_pubsub.errors import OperationalError, ProgrammingError
 from pgwire_pubsub.protocol import messages as m
 from pgwire_pubsub.protocol.auth import Authenticator
+from pgwire_pubsub.testing.pgcluster import Cluster
 
 # Every test here runs on the blocking and on the asyncio client (see conftest.py).
 pytestmark = pytest.mark.usefixtures("on_every_client")

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, cast
 
 import pytest
-from pgcluster import LineReader, Server, make_dsn
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import Notify, PubSub
 from pgwire_pubsub.cli import build_parser, main
 from pgwire_pubsub.localserver import find_pg_bindir, pgserver_bindir
+from pgwire_pubsub.testing.pgcluster import LineReader, Server, make_dsn
 
 TIMEOUT = 30  # seconds: a failure guard only
 DEMO_TIMEOUT = 120

@@ -19,12 +19,12 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import quote
 
 import pytest
-from fakeserver import SSL_REQUEST, FakeConn, FakeServer, split_messages
-from pgcluster import ROLES, Server
 
 import pgwire_pubsub
 from pgwire_pubsub import Connection, DatabaseError, OperationalError, ProgrammingError
 from pgwire_pubsub._blocking.connection import connect_raw
+from pgwire_pubsub.testing.fakebackend import SSL_REQUEST, FakeBackend, FakeConn, split_messages
+from pgwire_pubsub.testing.pgcluster import ROLES, Server
 
 # Every test here runs on the blocking and on the asyncio client (see conftest.py).
 pytestmark = pytest.mark.usefixtures("on_every_client")
@@ -764,7 +764,7 @@ def test_connect_timeout_bounds_a_tls_handshake_that_never_ends(sslmode: str) ->
         conn.send(b"S")
         seen.append(conn.read_until_eof())  # the ClientHello, never answered
 
-    with FakeServer(script, timeout=TIMEOUT_GUARD) as srv:
+    with FakeBackend(script, timeout=TIMEOUT_GUARD) as srv:
         start = time.monotonic()
         with pytest.raises(OperationalError) as excinfo:
             connect_raw(host=srv.host, port=srv.port, user="u", sslmode=sslmode,
@@ -781,7 +781,7 @@ def test_connect_timeout_bounds_authentication_that_never_ends() -> None:
         conn.auth_request(3)  # cleartext password, then silence
         conn.read_until_eof()
 
-    with FakeServer(script, timeout=TIMEOUT_GUARD) as srv:
+    with FakeBackend(script, timeout=TIMEOUT_GUARD) as srv:
         start = time.monotonic()
         with pytest.raises(OperationalError, match="timeout"):
             connect_raw(host=srv.host, port=srv.port, user="u", password="pw",
@@ -803,7 +803,7 @@ def test_connect_timeout_is_a_deadline_not_a_per_read_limit() -> None:
         except OSError:
             return  # the client gave up and closed
 
-    with FakeServer(script, timeout=TIMEOUT_GUARD) as srv:
+    with FakeBackend(script, timeout=TIMEOUT_GUARD) as srv:
         start = time.monotonic()
         with pytest.raises(OperationalError, match="timeout"):
             connect_raw(host=srv.host, port=srv.port, user="u", sslmode="disable",
@@ -835,7 +835,7 @@ def test_close_sends_terminate_before_closing() -> None:
         conn.ready()
         received.extend(split_messages(conn.read_until_eof()))
 
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         conn = connect_raw(host=srv.host, port=srv.port, user="u", sslmode="disable",
                            connect_timeout=5)
         assert conn.execute("SELECT 1") == []
@@ -853,7 +853,7 @@ def test_every_way_of_closing_sends_terminate_once(how: str) -> None:
         conn.handshake()
         received.append(conn.read_until_eof())
 
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         kwargs: Any = dict(host=srv.host, port=srv.port, user="u", sslmode="disable",
                            connect_timeout=5)
         if how == "close":

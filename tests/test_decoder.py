@@ -9,7 +9,12 @@ from typing import Dict, List, Sequence, Tuple, cast, get_args
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wirebytes import (
+
+from pgwire_pubsub.errors import ProtocolViolation
+from pgwire_pubsub.protocol import messages as m
+from pgwire_pubsub.protocol.decoder import MAX_SHORT_MESSAGE, Decoder
+from pgwire_pubsub.protocol.pending import Pending
+from pgwire_pubsub.testing.wirebytes import (
     auth,
     column,
     command_complete,
@@ -23,11 +28,6 @@ from wirebytes import (
     ready,
     split,
 )
-
-from pgwire_pubsub.errors import ProtocolViolation
-from pgwire_pubsub.protocol import messages as m
-from pgwire_pubsub.protocol.decoder import MAX_SHORT_MESSAGE, Decoder
-from pgwire_pubsub.protocol.pending import Pending
 
 # -- byte builders -------------------------------------------------------------
 

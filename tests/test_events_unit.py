@@ -9,12 +9,12 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from wirebytes import auth_ok, backend_key, notify, ready
 
 from pgwire_pubsub import Dropped, Notify, PendingOverflow, Reconnected, ReconnectPolicy
 from pgwire_pubsub.protocol.events import Bound, QueueItem, _Overflowed
 from pgwire_pubsub.protocol.machine import Machine, State
 from pgwire_pubsub.protocol.pending import Pending
+from pgwire_pubsub.testing.wirebytes import auth_ok, backend_key, notify, ready
 
 # -- helpers ---------------------------------------------------------------------
 

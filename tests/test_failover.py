@@ -12,12 +12,12 @@ import time
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from fakeserver import FakeConn, FakeServer
-from pgcluster import Cluster, Server, find_pg_bindir
 from replica import Replica
 
 from pgwire_pubsub import OperationalError
 from pgwire_pubsub._blocking.connection import Connection, connect_raw
+from pgwire_pubsub.testing.fakebackend import FakeBackend, FakeConn
+from pgwire_pubsub.testing.pgcluster import Cluster, Server, find_pg_bindir
 
 # Every test here runs on the blocking and on the asyncio client (see conftest.py).
 pytestmark = pytest.mark.usefixtures("on_every_client")
@@ -95,7 +95,7 @@ def test_a_host_that_refuses_the_login_is_skipped(pair: Tuple[Cluster, Replica])
         conn.read_startup()
         conn.error({"S": "FATAL", "V": "FATAL", "C": "28000", "M": "no entry for you"})
 
-    with FakeServer(refuse) as fake:
+    with FakeBackend(refuse) as fake:
         params = hosts(fake.port, primary.port)
         with connect_raw(**params) as conn:
             assert landed_on(conn) == primary.port
@@ -195,7 +195,7 @@ def test_servers_that_do_not_report_hot_standby_are_asked(pair: Tuple[Cluster, R
         conn.command_complete("SHOW")
         conn.ready()
 
-    with FakeServer(old_read_only_server, check=False) as fake, pytest.raises(
+    with FakeBackend(old_read_only_server, check=False) as fake, pytest.raises(
         OperationalError, match="session is read-only"
     ):
         connect_raw(**hosts(fake.port, target_session_attrs="read-write"))

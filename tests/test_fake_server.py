@@ -14,9 +14,13 @@ import time
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
-from fakeserver import SSL_REQUEST, FakeConn, FakeServer, split_messages
 from scramp import ScramMechanism
-from wirebytes import (
+
+import pgwire_pubsub
+from pgwire_pubsub import Connection, Notify, OperationalError, ProtocolViolation, PubSub
+from pgwire_pubsub._blocking.connection import connect_raw
+from pgwire_pubsub.testing.fakebackend import SSL_REQUEST, FakeBackend, FakeConn, split_messages
+from pgwire_pubsub.testing.wirebytes import (
     auth,
     auth_ok,
     auth_sasl,
@@ -32,10 +36,6 @@ from wirebytes import (
     ready,
     row_description,
 )
-
-import pgwire_pubsub
-from pgwire_pubsub import Connection, Notify, OperationalError, ProtocolViolation, PubSub
-from pgwire_pubsub._blocking.connection import connect_raw
 
 SERVER_TIMEOUT = 10.0
 # Only there so that a client that waits instead of failing at once is caught.
@@ -62,7 +62,7 @@ def after_auth(pid: int = 4242) -> bytes:
 TERMINATE = (b"X", b"")
 
 
-def connect_to(srv: FakeServer, **kwargs: Any) -> Connection:
+def connect_to(srv: FakeBackend, **kwargs: Any) -> Connection:
     params: Dict[str, Any] = dict(host=srv.host, port=srv.port, user="alice", dbname="db",
                                   sslmode="disable", connect_timeout=5)
     params.update(kwargs)
@@ -138,7 +138,7 @@ def forge_signature(server_final: bytes) -> bytes:
 
 def test_scram_done_right_connects() -> None:
     scram = ScramServer("real")
-    with FakeServer(scram) as srv:
+    with FakeBackend(scram) as srv:
         conn = connect_to(srv, user="alice", password=SCRAM_PASSWORD)
         assert conn.closed == 0
         assert conn.get_backend_pid() == 4242
@@ -150,7 +150,7 @@ def test_scram_done_right_connects() -> None:
 
 def test_scram_forged_server_signature_is_refused() -> None:
     scram = ScramServer("forged")
-    with FakeServer(scram) as srv:
+    with FakeBackend(scram) as srv:
         error = fails_promptly(
             OperationalError,
             lambda: connect_to(srv, password=SCRAM_PASSWORD),
@@ -166,7 +166,7 @@ def test_scram_forged_server_signature_is_refused() -> None:
 @pytest.mark.parametrize("finish", ["ok-after-continue", "ok-after-sasl"])
 def test_scram_without_server_final_is_a_protocol_violation(finish: str) -> None:
     scram = ScramServer(finish)
-    with FakeServer(scram) as srv:
+    with FakeBackend(scram) as srv:
         error = fails_promptly(ProtocolViolation, lambda: connect_to(srv, password=SCRAM_PASSWORD))
     assert "SCRAM" in str(error)
     assert scram.after in ([], [TERMINATE])
@@ -186,7 +186,7 @@ def test_scram_with_a_wrong_password_is_refused_by_the_server() -> None:
                                       "M": 'password authentication failed for user "alice"'}))
             conn.read_until_eof()
 
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         error = fails_promptly(OperationalError, lambda: connect_to(srv, password="wrong"))
     assert seen == ["ScramException"]
     assert error.sqlstate == "28P01"
@@ -198,7 +198,7 @@ def test_sasl_without_scram_sha_256_names_the_mechanisms() -> None:
         conn.send(auth_sasl("SCRAM-SHA-256-PLUS"))
         conn.read_until_eof()
 
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         error = fails_promptly(OperationalError, lambda: connect_to(srv, password="pw"))
     assert "SCRAM-SHA-256-PLUS" in str(error)
 
@@ -223,7 +223,7 @@ def test_cve_2021_23222_bytes_after_ssl_accept_are_refused(sslmode: str) -> None
         sent_after.append(conn.read_until_eof())
 
     connections = 2 if sslmode == "allow" else 1
-    with FakeServer(script, connections=connections) as srv:
+    with FakeBackend(script, connections=connections) as srv:
         error = fails_promptly(ProtocolViolation, lambda: connect_to(srv, sslmode=sslmode))
     assert "unencrypted" in str(error)
     # Neither a TLS ClientHello nor a StartupMessage followed the poisoned answer.
@@ -245,7 +245,7 @@ def test_unsupported_authentication_names_the_method(code: int, name: str) -> No
         conn.send(auth(code))
         after.append(conn.read_until_eof())
 
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         error = fails_promptly(OperationalError, lambda: connect_to(srv, password="S3cr3t!"))
     assert name in str(error)
     assert "S3cr3t!" not in str(error)
@@ -295,7 +295,7 @@ class Script:
 )
 def test_malformed_reply_to_a_query(reply: bytes, match: str) -> None:
     script = Script(reply)
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         conn = connect_to(srv)
         error = fails_promptly(ProtocolViolation, lambda: conn.execute("SELECT 1"), match=match)
         assert conn.closed == 2
@@ -318,7 +318,7 @@ def test_malformed_reply_to_a_query(reply: bytes, match: str) -> None:
 )
 def test_malformed_message_while_idle(reply: bytes, match: str) -> None:
     script = Script(reply, expect_query=False)
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         conn = connect_to(srv)
         script.go.set()
         fails_promptly(ProtocolViolation, lambda: conn.wait_notifications(SERVER_TIMEOUT),
@@ -335,7 +335,7 @@ def test_malformed_message_while_idle(reply: bytes, match: str) -> None:
 )
 def test_notification_with_invalid_utf8(channel: bytes, payload: bytes) -> None:
     script = Script(msg(b"A", i32(7) + channel + b"\0" + payload + b"\0"), expect_query=False)
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         conn = connect_to(srv)
         script.go.set()
         fails_promptly(ProtocolViolation, lambda: conn.wait_notifications(SERVER_TIMEOUT))
@@ -346,7 +346,7 @@ def test_notification_with_invalid_utf8(channel: bytes, payload: bytes) -> None:
 def test_good_notifications_before_a_bad_message_are_delivered_first() -> None:
     good = notify(7, "chan", "one") + notify(7, "chan", "two")
     script = Script(good + msg(b"A", i32(7) + cstr("chan") + b"\xff\0"), expect_query=False)
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         pubsub = PubSub(connect_to(srv))
         script.go.set()
         assert pubsub.get_events(SERVER_TIMEOUT) == [Notify(7, "chan", "one"),
@@ -367,7 +367,7 @@ def test_truncated_frame_then_eof_is_a_protocol_violation(tail: bytes) -> None:
         conn.send(row_description("x") + tail)
         # returning closes the connection
 
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         conn = connect_to(srv)
         error = fails_promptly(ProtocolViolation, lambda: conn.execute("SELECT 1"))
         assert "ended inside a message" in str(error)
@@ -379,7 +379,7 @@ def test_truncated_frame_then_eof_during_startup() -> None:
         conn.read_startup()
         conn.send(auth_ok() + parameter_status("server_version", "15.4")[:6])
 
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         fails_promptly(ProtocolViolation, lambda: connect_to(srv), match="inside a message")
 
 
@@ -389,7 +389,7 @@ def test_clean_eof_after_a_whole_message_is_not_a_protocol_violation() -> None:
         conn.read_query()
         conn.send(row_description("x"))
 
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         conn = connect_to(srv)
         error = fails_promptly(OperationalError, lambda: conn.execute("SELECT 1"))
         assert not isinstance(error, ProtocolViolation)
@@ -406,7 +406,7 @@ def test_fatal_error_while_idle_explains_the_eof() -> None:
         conn.send(error_response(fields))
         # returning closes the connection
 
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         conn = connect_to(srv)
 
         def wait_until_it_fails() -> None:
@@ -443,7 +443,7 @@ def test_error_response_during_startup(fields: Dict[str, str], when: str) -> Non
         conn.send(prefix + error_response(fields))
         after.append(conn.read_until_eof())
 
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         error = fails_promptly(OperationalError, lambda: connect_to(srv))
     assert type(error) is OperationalError
     assert error.sqlstate == fields["C"]
@@ -472,7 +472,7 @@ def test_eof_during_startup(stage: str) -> None:
             conn.send(auth_ok() + parameter_status("server_version", "15.4") + backend_key())
 
     sslmode = "require" if stage == "after-ssl-request" else "disable"
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         error = fails_promptly(OperationalError,
                                lambda: connect_to(srv, password="pw", sslmode=sslmode))
     assert "closed the connection" in str(error)
@@ -519,7 +519,7 @@ def test_notifications_during_startup_and_before_ready_for_query_are_kept(
              ready())
         after.append(conn.read_until_eof())
 
-    with FakeServer(script) as srv:
+    with FakeBackend(script) as srv:
         pubsub = pgwire_pubsub.connect(host=srv.host, port=srv.port, user="alice",
                                        sslmode="disable", connect_timeout=5)
         conn = pubsub.conn

@@ -10,9 +10,9 @@ import threading
 from typing import Any, Callable, Dict, List, Set
 
 import pytest
-from pgcluster import Server, wait_for
 
 from pgwire_pubsub import Dropped, Notify, PendingOverflow, Reconnected, ReconnectPolicy
+from pgwire_pubsub.testing.pgcluster import Server, wait_for
 
 GUARD = 30.0  # seconds: a failure guard, never a performance target
 

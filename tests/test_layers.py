@@ -27,8 +27,8 @@ LAYERS: Dict[str, int] = {
     "triggers": 6,
     "localserver": 6,
     "_serverprograms": 5,
-    "testing": 7,
     "__init__": 7,
+    "testing": 8,
     "cli": 8,
     "__main__": 9,
 }

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Iterator, List
 
 import pytest
-from pgcluster import wait_for
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import localserver
@@ -26,6 +25,7 @@ from pgwire_pubsub.localserver import (
     find_pg_bindir,
     pgserver_bindir,
 )
+from pgwire_pubsub.testing.pgcluster import wait_for
 
 TIMEOUT = 10  # seconds: a failure guard only
 
@@ -99,7 +99,7 @@ def test_initdb_on_path_comes_last(no_binaries: Path) -> None:
 
 
 def test_pgcluster_still_offers_find_pg_bindir() -> None:
-    import pgcluster
+    from pgwire_pubsub.testing import pgcluster
 
     assert pgcluster.find_pg_bindir is find_pg_bindir
 

@@ -8,7 +8,21 @@ import struct
 from typing import Generator, List, Optional, Sequence, TypeVar, cast
 
 import pytest
-from wirebytes import (
+
+from pgwire_pubsub.errors import (
+    DatabaseError,
+    Error,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+    ProtocolViolation,
+)
+from pgwire_pubsub.protocol import frontend, steps
+from pgwire_pubsub.protocol import messages as m
+from pgwire_pubsub.protocol.auth import Authenticator
+from pgwire_pubsub.protocol.machine import MAX_NOTICES, Machine, State
+from pgwire_pubsub.testing.wirebytes import (
     auth_cleartext,
     auth_md5,
     auth_ok,
@@ -28,20 +42,6 @@ from wirebytes import (
     ready,
     row_description,
 )
-
-from pgwire_pubsub.errors import (
-    DatabaseError,
-    Error,
-    InterfaceError,
-    InternalError,
-    OperationalError,
-    ProgrammingError,
-    ProtocolViolation,
-)
-from pgwire_pubsub.protocol import frontend, steps
-from pgwire_pubsub.protocol import messages as m
-from pgwire_pubsub.protocol.auth import Authenticator
-from pgwire_pubsub.protocol.machine import MAX_NOTICES, Machine, State
 
 # -- server messages -------------------------------------------------------------
 

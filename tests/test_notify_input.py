@@ -16,11 +16,11 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pgcluster import Server, make_dsn, wait_for
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import Notify, PubSub
 from pgwire_pubsub.cli.notify import MAX_LINE
+from pgwire_pubsub.testing.pgcluster import Server, make_dsn, wait_for
 
 TIMEOUT = 30.0  # seconds: a failure guard only
 SENTINEL = "end of the test's notifications"

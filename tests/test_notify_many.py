@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
-from pgcluster import Server
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import Notify, PubSub
 from pgwire_pubsub._shared import pubsub as pubsub_module
 from pgwire_pubsub._shared.channels import text_array
+from pgwire_pubsub.testing.pgcluster import Server
 
 TIMEOUT = 10  # seconds: a failure guard only
 

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from wirebytes import notify
 
 from pgwire_pubsub import Dropped, Notify, Reconnected
 from pgwire_pubsub.protocol import pending as pending_module
 from pgwire_pubsub.protocol.decoder import Decoder
 from pgwire_pubsub.protocol.events import QueueItem, _Overflowed
 from pgwire_pubsub.protocol.pending import RUN_START, Pending
+from pgwire_pubsub.testing.wirebytes import notify
 
 SENDERS = [(7, "a"), (8, "a"), (7, "b")]
 MARKERS: List[QueueItem] = [Reconnected(0.5, 9, 1), Dropped(3), _Overflowed(2)]

@@ -8,8 +8,9 @@ import struct
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from fakeserver import PROTOCOL_3_0, FakeConn, FakeServer
-from pgcluster import (
+
+from pgwire_pubsub.testing.fakebackend import PROTOCOL_3_0, FakeBackend, FakeConn
+from pgwire_pubsub.testing.pgcluster import (
     AUTH_METHOD,
     ROLES,
     Cluster,
@@ -200,7 +201,7 @@ def test_fakeserver_handshake_and_error() -> None:
         conn.error({"S": "ERROR", "C": "42601", "M": "nope"})
         conn.ready()
 
-    with FakeServer(script, expect_ssl_request=True) as srv:
+    with FakeBackend(script, expect_ssl_request=True) as srv:
         sock = _client_startup(srv.port, ssl_request=True)
         startup = _read_until_ready(sock)
         sock.sendall(b"Q" + struct.pack("!i", 13) + b"select 1\0")
@@ -216,11 +217,11 @@ def test_fakeserver_reports_script_errors() -> None:
         conn.read_startup()
         conn.read_message()  # the client hangs up instead: EOFError
 
-    with pytest.raises(EOFError), FakeServer(script) as srv:
+    with pytest.raises(EOFError), FakeBackend(script) as srv:
         _client_startup(srv.port).close()
 
     error: Optional[BaseException] = None
-    with FakeServer(script, check=False) as srv:
+    with FakeBackend(script, check=False) as srv:
         _client_startup(srv.port).close()
     error = srv.error
     assert isinstance(error, EOFError)

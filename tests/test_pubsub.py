@@ -13,7 +13,6 @@ from aioadapter import SyncPubSub
 from conftest import CLIENTS, blocking_only, client_kind_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pgcluster import LineReader, Server, in_thread, lit, wait_for
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import (
@@ -28,6 +27,7 @@ from pgwire_pubsub._blocking.connection import Connection, connect_raw
 from pgwire_pubsub.protocol import _bulk as bulk
 from pgwire_pubsub.protocol import decoder as decoder_module
 from pgwire_pubsub.protocol.events import Event
+from pgwire_pubsub.testing.pgcluster import LineReader, Server, in_thread, lit, wait_for
 
 TIMEOUT = 10  # seconds: a failure guard, never a performance target
 

@@ -1,5 +1,6 @@
 """Every Python example in README.md and docs/*.md runs as written, in order, against the
-test server (each file's examples share one namespace, as a reader's session would)."""
+test server (each file's examples share one namespace, as a reader's session would; a block
+holding test functions runs as a test file, with the pytest plugin)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
-from pgcluster import LineReader
 
 from pgwire_pubsub.localserver import find_pg_bindir, pgserver_bindir
+from pgwire_pubsub.testing.pgcluster import LineReader
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -26,30 +27,44 @@ def python_blocks(path: Path = README) -> List[str]:
     return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
 
 
-def run_blocks(path: Path, pg: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+def run_blocks(path: Path, pg: Any, monkeypatch: pytest.MonkeyPatch,
+               pytester: Optional[pytest.Pytester] = None,
+               env: Optional[Dict[str, str]] = None) -> str:
     """Run ``path``'s Python examples in order against ``pg``; what they printed."""
     if not pg.has_roles:
         pytest.skip("needs the fixture's own cluster (creates a database)")
     if "test" not in pg.psql("SELECT datname FROM pg_database").split():
         pg.psql("CREATE DATABASE test")
-    return run_blocks_on(path, pg.host, pg.port, monkeypatch)
+    return run_blocks_on(path, pg.host, pg.port, monkeypatch, pytester, env)
 
 
-def run_blocks_on(path: Path, host: str, port: int, monkeypatch: pytest.MonkeyPatch) -> str:
+def run_blocks_on(path: Path, host: str, port: int, monkeypatch: pytest.MonkeyPatch,
+                  pytester: Optional[pytest.Pytester] = None,
+                  env: Optional[Dict[str, str]] = None) -> str:
     """Run ``path``'s Python examples in order with PGHOST and PGPORT set (and no other
-    PG* variable, as for a reader who exported those two); what they printed."""
+    PG* variable but ``env``'s, as for a reader who exported those); what they printed."""
     for key in [k for k in os.environ if k.startswith("PG") and not k.startswith("PGWIRE_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("PGHOST", host)
     monkeypatch.setenv("PGPORT", str(port))
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
     namespace: Dict[str, Any] = {}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         for number, block in enumerate(python_blocks(path), 1):
+            where = f"{path.name} python block {number}"
+            if "\ndef test_" in block:
+                assert pytester is not None, f"{where} is a test file"
+                pytester.makepyfile(**{f"test_block_{number}": block})
+                result = pytester.runpytest(f"test_block_{number}.py",
+                                            "-p", "pgwire_pubsub.testing.plugin")
+                assert result.ret == 0, f"{where} failed:\n{result.stdout.str()}"
+                continue
             try:
-                exec(compile(block, f"{path.name} python block {number}", "exec"), namespace)
+                exec(compile(block, where, "exec"), namespace)
             except Exception as exc:
-                raise AssertionError(f"{path.name} block {number} failed:\n{block}") from exc
+                raise AssertionError(f"{where} failed:\n{block}") from exc
     return out.getvalue()
 
 
@@ -92,13 +107,30 @@ def test_the_quick_start_runs_on_the_demos_server(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.parametrize(
     "doc", [d for d in DOCS if python_blocks(d)], ids=lambda d: d.name)
-def test_docs_examples_run(doc: Path, pg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_docs_examples_run(doc: Path, pg: Any, monkeypatch: pytest.MonkeyPatch,
+                           pytester: pytest.Pytester) -> None:
     starts_a_server = any("LocalServer(" in block for block in python_blocks(doc))
     if starts_a_server and find_pg_bindir() is None and pgserver_bindir() is None:
         pytest.skip("an example starts a throwaway server: no PostgreSQL server binaries here")
-    printed = run_blocks(doc, pg, monkeypatch)
+    env = {}
+    if doc.name == "protocol.md":  # a bare socket logs in as a role the server trusts
+        env["PGUSER"] = "postgres"
+    if doc.name == "testing.md":  # start_server(), in the blocks and in the plugin
+        env["PGWIRE_TEST_DSN"] = pg.dsn()
+    printed = run_blocks(doc, pg, monkeypatch, pytester, env)
     if doc.name == "cli.md":  # the LocalServer example
         assert re.search(r"^Notify\(\d+, 'local', 'hello'\)$", printed, re.M), printed
+    if doc.name == "protocol.md":
+        assert "Query(sql='LISTEN jobs')" in printed
+        assert "jobs hello True" in printed
+        assert "unknown message type b'Y'" in printed
+        assert "PasswordMessage(<6 bytes hidden>)" in printed
+    if doc.name == "testing.md":
+        assert re.search(r"Notify\(\d+, 'jobs', 'hello'\)", printed)
+        assert "Notify(4242, 'jobs', 'from the script')\nrefused: the server sent a malformed" in (
+            printed)
+        assert printed.count("28P01") == 2
+        assert re.search(r"Notify\(\d+, 'jobs', 'slowly'\)", printed)
 
 
 def test_python_examples_are_in_python_blocks() -> None:

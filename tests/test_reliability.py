@@ -21,10 +21,8 @@ from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
 
 import pytest
 from aioadapter import SyncPubSub
-from faultproxy import FaultProxy
 from pgbouncer import PgBouncer
 from pgbouncer import Unavailable as BouncerUnavailable
-from pgcluster import Cluster, find_pg_bindir, find_psql, in_thread, lit, wait_for
 
 from pgwire_pubsub import (
     InterfaceError,
@@ -33,6 +31,15 @@ from pgwire_pubsub import (
     PubSub,
     Reconnected,
     ReconnectPolicy,
+)
+from pgwire_pubsub.testing.faultproxy import FaultProxy
+from pgwire_pubsub.testing.pgcluster import (
+    Cluster,
+    find_pg_bindir,
+    find_psql,
+    in_thread,
+    lit,
+    wait_for,
 )
 
 GUARD = 10.0  # seconds: a failure guard against hangs, never a performance target

@@ -28,13 +28,13 @@ from authchecks import (
     role_refused,
     role_session,
 )
-from pgcluster import Cluster
 from test_tls import cluster, home, messages_after, open_session, verify_full
 
 from pgwire_pubsub._blocking.connection import connect_raw
 from pgwire_pubsub.errors import OperationalError, ProgrammingError
 from pgwire_pubsub.protocol import messages as m
 from pgwire_pubsub.protocol.auth import Authenticator, RequireAuth, parse_require_auth
+from pgwire_pubsub.testing.pgcluster import Cluster
 
 __all__ = ["cluster", "home"]  # fixtures, imported for these tests
 

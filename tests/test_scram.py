@@ -8,11 +8,11 @@ import hashlib
 from typing import Any, List
 
 import pytest
-from pgcluster import Server
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub.protocol import scram
 from pgwire_pubsub.protocol.scram import ScramClient, ScramError, saslprep
+from pgwire_pubsub.testing.pgcluster import Server
 
 # RFC 7677, section 3.
 NONCE = "rOprNGfwEbeRWgbNEkqO"

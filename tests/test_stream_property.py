@@ -20,14 +20,14 @@ import uuid
 from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
-from faultproxy import POLL, FaultProxy
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pgcluster import Server
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import Notify, PubSub
 from pgwire_pubsub._blocking.connection import Connection, connect_raw
+from pgwire_pubsub.testing.faultproxy import POLL, FaultProxy
+from pgwire_pubsub.testing.pgcluster import Server
 
 TIMEOUT = 10.0  # seconds: a failure guard, never a performance target
 CHANNELS = ("stream_plain", "Stream MixedCase", "поток_通道_ünï 📣")

@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import pytest
-from faultproxy import FaultProxy
-from pgcluster import LineReader, Server, wait_for
-from wirebytes import notification_size, unread_bytes
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import InterfaceError, Notify, OperationalError, PubSub, ReconnectPolicy
@@ -26,6 +23,9 @@ from pgwire_pubsub._blocking import socketio as socketio_module
 from pgwire_pubsub._blocking.socketio import SocketIO
 from pgwire_pubsub.protocol.events import Event
 from pgwire_pubsub.protocol.machine import Machine
+from pgwire_pubsub.testing.faultproxy import FaultProxy
+from pgwire_pubsub.testing.pgcluster import LineReader, Server, wait_for
+from pgwire_pubsub.testing.wirebytes import notification_size, unread_bytes
 
 TIMEOUT = 10.0  # seconds: a failure guard, never a performance target
 PROMPT = 2.0  # "promptly": a woken call ends well within this

@@ -32,8 +32,6 @@ from typing import (
 import pytest
 from certmaker import CertMaker, cert_maker, openssl
 from certmaker import der_of as der_of  # re-exported: test_channel_binding imports it
-from fakeserver import FakeConn, FakeServer
-from pgcluster import CERT_USER, Cluster, Server
 
 from pgwire_pubsub import tls
 from pgwire_pubsub._blocking.connection import connect_raw
@@ -41,6 +39,8 @@ from pgwire_pubsub.errors import OperationalError, ProgrammingError
 from pgwire_pubsub.protocol import frontend, steps
 from pgwire_pubsub.protocol.auth import Authenticator
 from pgwire_pubsub.protocol.machine import Machine
+from pgwire_pubsub.testing.fakebackend import FakeBackend, FakeConn
+from pgwire_pubsub.testing.pgcluster import CERT_USER, Cluster, Server
 from pgwire_pubsub.tls import _files as tlsfiles
 
 T = TypeVar("T")
@@ -217,7 +217,7 @@ def messages_after(
             if kind == b"p":
                 conn.error({"S": "FATAL", "C": "28P01", "M": "password authentication failed"})
 
-    with FakeServer(script) as server:
+    with FakeBackend(script) as server:
         client(server.host, server.port)
     return received
 
@@ -901,9 +901,9 @@ def fake_tls_server(
     max_version: Optional[ssl.TLSVersion] = None,
     script: Optional[Callable[[FakeConn], None]] = None,
     check: bool = True,
-) -> Iterator[FakeServer]:
+) -> Iterator[FakeBackend]:
     context = fake_tls_context(certs, record, alpn, max_version)
-    with FakeServer(
+    with FakeBackend(
         script or trust_script(record),
         expect_ssl_request=True,
         ssl_response=b"S",
@@ -914,7 +914,7 @@ def fake_tls_server(
 
 
 def fake_session(
-    server: FakeServer,
+    server: FakeBackend,
     host: Optional[str] = "localhost",
     sslsni: bool = True,
     **context_kwargs: Any,

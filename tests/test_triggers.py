@@ -8,11 +8,11 @@ from typing import Any, Dict, Iterator, List, Tuple, Union
 
 import pytest
 from conftest import blocking_only
-from pgcluster import PsqlError, Server, lit
 
 import pgwire_pubsub as pgpubsub
 from pgwire_pubsub import Notify, ProgrammingError, PubSub
 from pgwire_pubsub._blocking.connection import Connection, connect_raw
+from pgwire_pubsub.testing.pgcluster import PsqlError, Server, lit
 from pgwire_pubsub.triggers import (
     TRIGGER_NAME,
     create_table_notify_trigger,

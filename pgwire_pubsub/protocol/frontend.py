@@ -7,6 +7,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 PROTOCOL_VERSION = 3 << 16  # 3.0
 SSL_REQUEST_CODE = 80877103
+GSSENC_REQUEST_CODE = 80877104
 CANCEL_REQUEST_CODE = 80877102
 
 TEXT_OID = 25
@@ -27,12 +28,16 @@ def ssl_request() -> bytes:
     return pack("!ii", 8, SSL_REQUEST_CODE)
 
 
+def gssenc_request() -> bytes:
+    return pack("!ii", 8, GSSENC_REQUEST_CODE)
+
+
 def cancel_request(pid: int, secret_key: int) -> bytes:
     return pack("!iiii", 16, CANCEL_REQUEST_CODE, pid, secret_key)
 
 
-def startup_message(parameters: Mapping[str, str]) -> bytes:
-    body = pack("!i", PROTOCOL_VERSION)
+def startup_message(parameters: Mapping[str, str], version: int = PROTOCOL_VERSION) -> bytes:
+    body = pack("!i", version)
     if "" in parameters:
         raise ValueError("a startup parameter name cannot be empty")
     body += b"".join(_cstring(k) + _cstring(v) for k, v in parameters.items()) + b"\0"
@@ -45,7 +50,10 @@ def password_message(password: bytes) -> bytes:
     return _message(b"p", password + b"\0")
 
 
-def sasl_initial_response(mechanism: str, data: bytes) -> bytes:
+def sasl_initial_response(mechanism: str, data: Optional[bytes]) -> bytes:
+    """``data`` None: no initial response (length -1)."""
+    if data is None:
+        return _message(b"p", _cstring(mechanism) + b"\xff\xff\xff\xff")
     return _message(b"p", _cstring(mechanism) + pack("!i", len(data)) + data)
 
 
@@ -100,6 +108,38 @@ def bind(portal: str, statement: str, params: Sequence[Optional[str]]) -> bytes:
     append(b"\0\0")  # no result format codes: all text
     body = b"".join(parts)
     return b"B" + pack("!i", len(body) + 4) + body
+
+
+def bind_values(portal: str, statement: str, values: Sequence[Optional[bytes]],
+                param_formats: Sequence[int] = (), result_formats: Sequence[int] = ()) -> bytes:
+    """Bind with values already encoded (None: NULL) and any format codes (0 text, 1 binary)."""
+    parts = [_cstring(portal), _cstring(statement),
+             pack(f"!h{len(param_formats)}h", len(param_formats), *param_formats),
+             pack("!h", len(values))]
+    for value in values:
+        parts.append(b"\xff\xff\xff\xff" if value is None else pack("!i", len(value)) + value)
+    parts.append(pack(f"!h{len(result_formats)}h", len(result_formats), *result_formats))
+    return _message(b"B", b"".join(parts))
+
+
+def describe(kind: str, name: str = "") -> bytes:
+    """Describe a statement (``kind`` "S") or a portal ("P")."""
+    return _message(b"D", _target(kind) + _cstring(name))
+
+
+def close(kind: str, name: str = "") -> bytes:
+    """Close a statement (``kind`` "S") or a portal ("P")."""
+    return _message(b"C", _target(kind) + _cstring(name))
+
+
+def _target(kind: str) -> bytes:
+    if kind not in ("S", "P"):
+        raise ValueError(f"kind is {kind!r}; it must be 'S' (statement) or 'P' (portal)")
+    return kind.encode("ascii")
+
+
+def flush() -> bytes:
+    return b"H\0\0\0\x04"
 
 
 def execute(portal: str = "", max_rows: int = 0) -> bytes:

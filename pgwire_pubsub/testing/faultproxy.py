@@ -1,7 +1,7 @@
 """A TCP proxy for fault injection between the client and a real PostgreSQL server.
 
     with FaultProxy("127.0.0.1", server_port) as proxy:
-        connect(host="127.0.0.1", port=proxy.port, ...)
+        connect(host="127.0.0.1", port=proxy.port, ...)  # or connect(proxy.dsn) with dsn_params
         proxy.blackhole()     # stop forwarding, keep the sockets open
         proxy.cut()           # close both directions of every connection at once
         proxy.trickle(0.001)  # from now on, deliver one byte at a time, with small pauses
@@ -18,14 +18,19 @@ import select
 import socket
 import threading
 import time
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+from .pgcluster import make_uri
 
 POLL = 0.05
 
 
 class FaultProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int,
+                 dsn_params: Optional[Dict[str, Any]] = None) -> None:
+        """``dsn_params``: the server's connection keywords (user, dbname...), for ``dsn``."""
         self.target = (target_host, target_port)
+        self.dsn_params = dict(dsn_params or {})
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -40,6 +45,11 @@ class FaultProxy:
         self.connections = 0
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._threads[0].start()
+
+    @property
+    def dsn(self) -> str:
+        """A ``postgresql://`` URI of the server's ``dsn_params`` through the proxy."""
+        return make_uri({**self.dsn_params, "host": self.host, "port": self.port})
 
     # -- the faults ----------------------------------------------------------
     def passthrough(self) -> None:

@@ -1,11 +1,10 @@
-"""Bytes of backend messages, built by hand: for the scripted fake server (fakeserver.py)
-and the tests that feed the client server input themselves (test_decoder, test_machine,
-test_events_unit, test_pending, test_fake_server); and counted, for tests that wait until a
-real server's notifications sit unread in a socket (test_threads, test_backpressure).
+"""Bytes of backend messages, for the scripted fake backend (fakebackend.py) and for tests
+that feed a client server input themselves; and counted, for tests that wait until a real
+server's notifications sit unread in a socket.
 
-Integers are big-endian and signed, as the protocol sends them; strings are UTF-8 and
-NUL-terminated.  Malformed messages are built in the tests themselves, from ``msg``,
-``i16``, ``i32`` and ``cstr``.
+Well-formed messages come from ``pgwire_pubsub.protocol.backend`` (the short names here
+are its functions, with defaults that suit tests).  Malformed ones are built by hand from
+``msg``, ``i16``, ``i32`` and ``cstr``, which check nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +13,24 @@ import fcntl
 import struct
 import termios
 from typing import Dict, List, Optional
+
+from ..protocol import backend
+from ..protocol.backend import authentication as auth
+from ..protocol.backend import authentication_cleartext_password as auth_cleartext
+from ..protocol.backend import authentication_md5_password as auth_md5
+from ..protocol.backend import authentication_ok as auth_ok
+from ..protocol.backend import column as column
+from ..protocol.backend import command_complete as command_complete
+from ..protocol.backend import error_response as error_response
+from ..protocol.backend import notification_response as notify
+from ..protocol.backend import parameter_status as parameter_status
+
+__all__ = [
+    "auth", "auth_cleartext", "auth_md5", "auth_ok", "auth_sasl", "backend_key", "column",
+    "command_complete", "cstr", "data_row", "error", "error_response", "fields", "i16", "i32",
+    "msg", "notice", "notification_size", "notify", "parameter_status", "ready",
+    "row_description", "split", "unread_bytes",
+]
 
 
 def i16(value: int) -> bytes:
@@ -38,38 +55,14 @@ def fields(items: Dict[str, str]) -> bytes:
     return b"".join(code.encode("ascii") + cstr(value) for code, value in items.items()) + b"\0"
 
 
-# -- start-up --------------------------------------------------------------------
-
-
-def auth(code: int, data: bytes = b"") -> bytes:
-    """An authentication request (or AuthenticationOk, code 0): code, then ``data``."""
-    return msg(b"R", i32(code) + data)
-
-
-def auth_ok() -> bytes:
-    return auth(0)
-
-
-def auth_cleartext() -> bytes:
-    return auth(3)
-
-
-def auth_md5(salt: bytes) -> bytes:
-    return auth(5, salt)
-
-
 def auth_sasl(*mechanisms: str) -> bytes:
     """AuthenticationSASL: the mechanisms the server offers, then an empty name."""
-    return auth(10, b"".join(cstr(name) for name in mechanisms) + b"\0")
-
-
-def parameter_status(name: str, value: str) -> bytes:
-    return msg(b"S", cstr(name) + cstr(value))
+    return backend.authentication_sasl(mechanisms)
 
 
 def backend_key(pid: int = 4242, key: int = 1234) -> bytes:
     """BackendKeyData: the server process id and the cancellation key."""
-    return msg(b"K", i32(pid) + i32(key))
+    return backend.backend_key_data(pid, key)
 
 
 def ready(status: str = "I") -> bytes:
@@ -77,34 +70,13 @@ def ready(status: str = "I") -> bytes:
     return msg(b"Z", status.encode("ascii"))
 
 
-# -- query results ---------------------------------------------------------------
-
-
-def column(name: str) -> bytes:
-    """One column of a RowDescription: a text column of no table, in text format."""
-    # table oid, column number, type oid, type size, type modifier, format code
-    return cstr(name) + i32(0) + i16(0) + i32(25) + i16(-1) + i32(-1) + i16(0)
-
-
 def row_description(*names: str) -> bytes:
-    return msg(b"T", i16(len(names)) + b"".join(column(name) for name in names))
+    return backend.row_description(names)
 
 
 def data_row(*values: Optional[bytes]) -> bytes:
     """A DataRow; None is SQL NULL (length -1)."""
-    body = i16(len(values))
-    for value in values:
-        body += i32(-1) if value is None else i32(len(value)) + value
-    return msg(b"D", body)
-
-
-def command_complete(tag: str) -> bytes:
-    return msg(b"C", cstr(tag))
-
-
-def error_response(items: Dict[str, str]) -> bytes:
-    """An ErrorResponse with exactly the fields ``items``, in their order."""
-    return msg(b"E", fields(items))
+    return backend.data_row(values)
 
 
 def error(code: str, message: str, severity: str = "ERROR") -> bytes:
@@ -115,15 +87,7 @@ def error(code: str, message: str, severity: str = "ERROR") -> bytes:
 
 def notice(message: str, severity: str = "NOTICE") -> bytes:
     """A NoticeResponse with the fields a server always sends, SQLSTATE 00000."""
-    return msg(b"N", fields({"S": severity, "V": severity, "C": "00000", "M": message}))
-
-
-# -- notifications ---------------------------------------------------------------
-
-
-def notify(pid: int, channel: str, payload: str = "") -> bytes:
-    """A NotificationResponse."""
-    return msg(b"A", i32(pid) + cstr(channel) + cstr(payload))
+    return backend.notice_response({"S": severity, "V": severity, "C": "00000", "M": message})
 
 
 def notification_size(channel: str, payload: str) -> int:

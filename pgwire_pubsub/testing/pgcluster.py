@@ -1,4 +1,5 @@
-"""Throwaway PostgreSQL servers for the test suite (no pytest dependency).
+"""Throwaway PostgreSQL servers for tests (no pytest dependency; ``postgres.start_server``
+picks one).
 
 * ``Cluster``: a private cluster built from the local server binaries in a temp dir,
   with TLS, one role per authentication method and an explicit pg_hba.conf.
@@ -7,6 +8,9 @@
 
 All three offer ``dsn_kwargs()``, ``dsn()``, ``psql()`` and ``popen_psql()``, plus the
 capability flags ``has_roles``, ``has_tls`` and ``can_restart`` so tests can skip.
+
+Longer than this project's modules should be: it moved here whole from tests/ so that its
+history follows; the cluster's TLS material (certificates, CRLs) is the part to move out.
 """
 
 from __future__ import annotations
@@ -180,6 +184,30 @@ def _quote(value: object) -> str:
 def make_dsn(params: Dict[str, Any]) -> str:
     """A libpq key=value string from a dict (None values are left out)."""
     return " ".join(f"{k}={_quote(v)}" for k, v in params.items() if v is not None)
+
+
+def make_uri(params: Dict[str, Any]) -> str:
+    """A ``postgresql://`` URI from a dict (None values are left out): the one form of
+    connection string that libpq, asyncpg and this library all accept.  A host that is a
+    directory (a Unix socket's) goes in the query string."""
+    params = {k: str(v) for k, v in params.items() if v is not None}
+    host, port = params.pop("host", ""), params.pop("port", "")
+    user, password = params.pop("user", None), params.pop("password", None)
+    dbname = params.pop("dbname", "")
+    netloc = ""
+    if user is not None:
+        netloc = urllib.parse.quote(user, safe="")
+        if password is not None:
+            netloc += ":" + urllib.parse.quote(password, safe="")
+        netloc += "@"
+    if host.startswith("/"):
+        params = {"host": host, **({"port": port} if port else {}), **params}
+    else:
+        netloc += f"[{host}]" if ":" in host else host
+        netloc += f":{port}" if port else ""
+    query = urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+    return f"postgresql://{netloc}/{urllib.parse.quote(dbname, safe='')}" + (
+        f"?{query}" if query else "")
 
 
 def parse_dsn(dsn: str) -> Dict[str, str]:

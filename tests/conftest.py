@@ -21,7 +21,6 @@ import pgwire_pubsub
 from pgwire_pubsub._blocking.connection import connect_raw
 from pgwire_pubsub.testing import pgcluster
 from pgwire_pubsub.testing.pgcluster import Server
-from pgwire_pubsub.testing.plugin import session_server
 
 # Also registered by the package's entry point, under this same name: loaded once.  Named
 # here too, so that the suite runs from a checkout that is not installed.
@@ -40,6 +39,10 @@ def pg(postgres_cluster: Server) -> Server:
 @pytest.fixture(scope="session")
 def pg_nossl() -> Iterator[Server]:
     """A second server with ``ssl = off``, started only when a test asks for it."""
+    # Imported here: pytest loads the plugin itself (pytest_plugins), and asserts in a module
+    # imported before that could not be rewritten.
+    from pgwire_pubsub.testing.plugin import session_server
+
     yield from session_server(tls=False)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import struct
 import termios
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 
 def i16(value: int) -> bytes:
@@ -67,9 +67,10 @@ def parameter_status(name: str, value: str) -> bytes:
     return msg(b"S", cstr(name) + cstr(value))
 
 
-def backend_key(pid: int = 4242, key: int = 1234) -> bytes:
-    """BackendKeyData: the server process id and the cancellation key."""
-    return msg(b"K", i32(pid) + i32(key))
+def backend_key(pid: int = 4242, key: Union[int, bytes] = 1234) -> bytes:
+    """BackendKeyData: the server process id and the cancellation key (an int is sent as
+    protocol 3.0's four bytes; protocol 3.2's keys are longer)."""
+    return msg(b"K", i32(pid) + (i32(key) if isinstance(key, int) else key))
 
 
 def ready(status: str = "I") -> bytes:

@@ -67,9 +67,19 @@ def negotiate_tls() -> Step[bool]:
 _HINT = "is it a PostgreSQL server?"
 
 
-def startup(proto: Machine, parameters: Mapping[str, str], auth: Authenticator) -> Step[None]:
-    """StartupMessage, authentication, and the session's parameters up to ReadyForQuery."""
-    yield proto.start(parameters)
+def startup(
+    proto: Machine,
+    parameters: Mapping[str, str],
+    auth: Authenticator,
+    max_version: Tuple[int, int] = frontend.PROTOCOL_3_0,
+    min_version: Tuple[int, int] = frontend.PROTOCOL_3_0,
+) -> Step[None]:
+    """StartupMessage, authentication, and the session's parameters up to ReadyForQuery.
+
+    The protocol version asked for is ``max_version``; a server that offers less
+    lowers it (``proto.protocol_version``), but not below ``min_version``.
+    """
+    yield proto.start(parameters, max_version, min_version)
     authenticated = False
     while True:
         message = yield from receive(proto)

@@ -14,6 +14,8 @@ from pgwire_pubsub._shared.channels import text_array
 
 TIMEOUT = 10  # seconds: a failure guard only
 
+pytestmark = pytest.mark.all_servers("notify-many")
+
 AWKWARD = [
     "",
     "plain",

@@ -23,6 +23,7 @@ import pytest
 from faultproxy import FaultProxy
 from pgbouncer import PgBouncer
 from pgbouncer import Unavailable as BouncerUnavailable
+from pgbuilds import Build
 from pgcluster import Cluster, find_pg_bindir, find_psql, in_thread, lit, wait_for
 
 import pgwire_pubsub
@@ -44,18 +45,19 @@ HEALTH_TIMEOUT = 1.0
 HEALTH_MARGIN = 1.0
 
 pytestmark = pytest.mark.integration
+RECONNECT = pytest.mark.all_servers("reconnect")
 
 
 # -- fixtures --------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+def cluster(pg_build: Optional[Build]) -> Iterator[Cluster]:
     if os.environ.get("PGWIRE_TEST_DSN"):
         pytest.skip("PGWIRE_TEST_DSN is set: these tests restart and stop their own server")
     if find_pg_bindir() is None or find_psql() is None:
         pytest.skip("needs local PostgreSQL server binaries and psql")
-    own = Cluster(tls=False).start()
+    own = Cluster(tls=False, bindir=pg_build.bindir if pg_build else None).start()
     try:
         yield own
     finally:
@@ -162,6 +164,7 @@ def assert_delivers(server: Cluster, ps: PubSub, channels: List[str], note: str)
 # -- server restarts -------------------------------------------------------------------
 
 
+@RECONNECT
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_restart_with_reconnect_listens_again_on_every_channel(
     server: Cluster, open_pubsub: Callable[..., PubSub], mode: str
@@ -179,6 +182,7 @@ def test_restart_with_reconnect_listens_again_on_every_channel(
     assert_delivers(server, ps, CHANNELS, f"after a {mode} restart")
 
 
+@RECONNECT
 @pytest.mark.parametrize("mode, method", [("fast", "get_event"), ("immediate", "events")])
 def test_restart_without_reconnect_raises_promptly(
     server: Cluster, open_pubsub: Callable[..., PubSub], mode: str, method: str
@@ -204,6 +208,7 @@ def test_restart_without_reconnect_raises_promptly(
 # -- pg_terminate_backend --------------------------------------------------------------
 
 
+@RECONNECT
 @pytest.mark.parametrize("reconnect", [True, False], ids=["reconnect", "no-reconnect"])
 def test_terminated_backend(
     server: Cluster, open_pubsub: Callable[..., PubSub], reconnect: bool
@@ -226,6 +231,7 @@ def test_terminated_backend(
 # -- the link is cut -------------------------------------------------------------------
 
 
+@RECONNECT
 @pytest.mark.parametrize("reconnect", [True, False], ids=["reconnect", "no-reconnect"])
 def test_cut_while_idle(
     server: Cluster, open_pubsub: Callable[..., PubSub], proxy: FaultProxy, reconnect: bool
@@ -246,6 +252,7 @@ def test_cut_while_idle(
         assert ps.conn.closed == 2
 
 
+@RECONNECT
 @pytest.mark.parametrize("reconnect", [True, False], ids=["reconnect", "no-reconnect"])
 def test_cut_during_a_command(
     server: Cluster, open_pubsub: Callable[..., PubSub], proxy: FaultProxy, reconnect: bool
@@ -371,6 +378,7 @@ def unread_bytes(ps: PubSub) -> int:
     return buf[0]
 
 
+@RECONNECT
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_restart_during_a_burst_marks_the_gap_exactly(
     server: Cluster, open_pubsub: Callable[..., PubSub], mode: str
@@ -407,6 +415,7 @@ def test_restart_during_a_burst_marks_the_gap_exactly(
 # -- giving up -------------------------------------------------------------------------
 
 
+@RECONNECT
 def test_give_up_raises_the_last_error_on_every_later_call(
     server: Cluster, open_pubsub: Callable[..., PubSub]
 ) -> None:
@@ -447,6 +456,7 @@ def test_give_up_raises_the_last_error_on_every_later_call(
 # -- LISTEN lost behind the client's back ----------------------------------------------
 
 
+@RECONNECT
 @pytest.mark.parametrize("reconnect", [True, False], ids=["reconnect", "no-reconnect"])
 def test_health_check_notices_missing_channels(
     server: Cluster, open_pubsub: Callable[..., PubSub], reconnect: bool
@@ -484,6 +494,7 @@ def test_health_check_notices_missing_channels(
 # -- the LISTEN self-test --------------------------------------------------------------
 
 
+@RECONNECT
 def test_verify_passes_on_a_real_server(
     server: Cluster, open_pubsub: Callable[..., PubSub]
 ) -> None:

@@ -8,7 +8,8 @@ Python package, so each goes into a folder of its own under ``SERVERS_DIR``, whe
     python tests/pgbuilds.py install     # what .ci/run does; safe to run again
 
 ``PGWIRE_PG_SERVERS`` names another folder. A build that is not installed is still
-listed, with the reason, and its tests skip saying so.
+listed, with the reason, and its tests skip saying so. ``PGWIRE_PG_BUILDS=main`` keeps
+to the machine's build.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ def builds() -> Tuple[Build, ...]:
     local = _local_build()
     if local is None:
         return ()
+    if os.environ.get("PGWIRE_PG_BUILDS") == "main":
+        return (local,)
     return (local, *(_package_build(*package) for package in PACKAGES))
 
 

@@ -12,7 +12,6 @@ import time
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import pytest
-from pgbuilds import Build
 from pgcluster import Server, in_thread, wait_for
 from wirebytes import auth_ok, backend_key, cstr, i32, msg, ready
 
@@ -166,8 +165,9 @@ PROTOCOL = pytest.mark.all_servers("protocol")
 ROLE = "scram_user"  # a whole SCRAM exchange in the negotiated version
 
 
-def offers_3_2(build: Optional[Build]) -> bool:
-    return build is not None and int(build.version.split(".")[0]) >= 18
+def offers_3_2(server: Server) -> bool:
+    """PostgreSQL 18 and later speak protocol 3.2."""
+    return int(server.psql("SHOW server_version_num")) >= 180000
 
 
 class Session:
@@ -230,7 +230,7 @@ def libpq_outcome(server: Server, options: str) -> str:
      "min_protocol_version=latest max_protocol_version=3.2"],
 )
 def test_the_version_settled_on_is_libpq_18s(
-    pg: Server, pg_build: Optional[Build], options: str
+    pg: Server, options: str
 ) -> None:
     given = dict(option.split("=") for option in options.split())
     params = make_params(host="/nowhere", user="u", **given)
@@ -243,7 +243,7 @@ def test_the_version_settled_on_is_libpq_18s(
         opened.close()
     assert ours == libpq_outcome(pg, options)
     if params.max_protocol_version == V32:
-        expected = "3.2" if offers_3_2(pg_build) else (
+        expected = "3.2" if offers_3_2(pg) else (
             "3.0" if params.min_protocol_version == V30 else "server only supports")
         assert ours.startswith(expected)
 
@@ -251,11 +251,11 @@ def test_the_version_settled_on_is_libpq_18s(
 @PROTOCOL
 @pytest.mark.parametrize("asked", [V30, V32], ids=["3.0", "3.2"])
 def test_the_cancel_key_is_kept_whatever_its_length(
-    session: Callable[..., Session], pg_build: Optional[Build], asked: Version
+    pg: Server, session: Callable[..., Session], asked: Version
 ) -> None:
     opened = session(asked)
     assert opened.proto.backend_pid is not None and opened.proto.secret_key is not None
-    long_key = asked == V32 and offers_3_2(pg_build)
+    long_key = asked == V32 and offers_3_2(pg)
     assert len(opened.proto.secret_key) == (32 if long_key else 4)  # PostgreSQL 18's length
     rows = opened.run(steps.simple_query(opened.proto, "SELECT pg_backend_pid()"))
     assert rows == [(str(opened.proto.backend_pid),)]

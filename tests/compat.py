@@ -47,9 +47,10 @@ Every other test runs against the machine's server.
 
 """
 FOOTER = """
-Interpreters: the whole suite runs on CPython 3.11 and PyPy 3; the tests that need no server
-run on CPython 3.9 and 3.13 too (`.ci/run`). The wheel is checked on its own: built,
-installed into a fresh virtual environment, and the README's quick start run from it.
+Interpreters: the whole suite runs on CPython 3.11 (the table above) and on PyPy 3 (against
+the machine's server only); the tests that need no server run on CPython 3.9 and 3.13 too
+(`.ci/run`). The wheel is checked on its own: built, installed into a fresh virtual
+environment, and the README's quick start and `pgwire-pubsub demo` run from it.
 """
 
 Outcomes = Dict[str, Dict[str, Any]]  # build name -> feature -> counts and skip reasons

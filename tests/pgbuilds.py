@@ -124,8 +124,11 @@ def install(package: str, version: str) -> str:
     final = os.path.join(servers_dir(), f"{package}-{version}")
     if server_version(package_bindir(package, version)) is not None:
         return f"{package} {version}: already in {final}"
-    os.makedirs(servers_dir(), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{package}-", dir=servers_dir())
+    try:
+        os.makedirs(servers_dir(), exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{package}-", dir=servers_dir())
+    except OSError as exc:
+        return f"{package} {version}: NOT installed ({exc}); set PGWIRE_PG_SERVERS to a folder"
     try:
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", staging,

@@ -35,6 +35,9 @@ TIMEOUT = 10  # seconds: a failure guard, never a performance target
 # -- helpers ---------------------------------------------------------------
 
 
+pytestmark = pytest.mark.all_servers("listen-notify")
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 

@@ -140,7 +140,8 @@ class Pending:
             head[0] = cursor + 1  # taken
             self.extra -= 1
             self.dirty = False
-        return _notify(head, payload)
+        first = head[1]  # _notify(head, payload), inlined: this runs per event
+        return _make(Notify, (first[0], first[1], payload))
 
     def pop(self) -> QueueItem:
         items = self.items

@@ -38,7 +38,6 @@ _ROUTINE_LIMIT = 256
 
 _CACHE_SIZE = 1024  # distinct (sender pid, channel) pairs remembered
 _INT32 = Struct("!i").unpack_from
-_HEADER = Struct("!Bi").unpack_from  # a message's type and length
 # Messages of one length in a run before take_run is tried.  Not on PyPy: its JIT runs
 # the one-message loop faster than take_run's C calls there.
 _BULK_AFTER = 8 if sys.implementation.name == "cpython" else sys.maxsize
@@ -110,7 +109,7 @@ class Decoder:
         rfind = buf.rfind
         known_source = self._sources.get
         notify = m.Notify
-        header_at = _HEADER
+        length_at = _INT32
         last_sender: Optional[Tuple[int, str]] = None  # the last notification's pid, channel
         pid, channel = 0, ""
         # A run's sender: its pid and channel with the NUL, and the span from a message's
@@ -119,10 +118,10 @@ class Decoder:
         try:
             while pos < size:
                 # The hot path: a run of complete, well-formed NotificationResponses.
-                while pos < last_header:
-                    kind, length = header_at(buf, pos)
+                while pos < last_header and buf[pos] == 65:
+                    (length,) = length_at(buf, pos + 1)
                     end = pos + 1 + length
-                    if kind != 65 or end > size or length < 10:
+                    if end > size or length < 10:
                         break  # another message, incomplete or invalid: the general path
                     if buf[end - 1]:
                         raise Malformed("notification strings are not NUL-terminated")

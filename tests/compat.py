@@ -32,6 +32,8 @@ FEATURES: Dict[str, str] = {
                "(`in_hot_standby`)",
     "protocol": "Protocol 3.2: `min_protocol_version`/`max_protocol_version` negotiation "
                 "(the same outcome as libpq 18), cancel keys of 3.0 and 3.2",
+    "cancel": "Cancel: `conn.cancel()` interrupts a running command (CancelRequest on a "
+              "connection of its own), with protocol 3.0's keys and 3.2's",
 }
 PASSED, FAILED = "✓", "✗"
 HEADER = f"""# Compatibility
@@ -47,6 +49,7 @@ Every other test runs against the machine's server.
 
 """
 FOOTER = """
+Clients: every test behind a row runs on the blocking client and on the asyncio one.
 Interpreters: the whole suite runs on CPython 3.11 (the table above) and on PyPy 3 (against
 the machine's server only); the tests that need no server run on CPython 3.9 and 3.13 too
 (`.ci/run`). The wheel is checked on its own: built, installed into a fresh virtual

@@ -667,7 +667,10 @@ def test_burst_of_every_shape_taken_many_at_a_time(
 
     assert receive(pubsub, 10000) == [expected(i) for i in range(1, 10001)]
     if client_kind == "blocking":  # the asyncio client takes bytes in as they trickle in
-        assert 5500 < sum(taken) <= 5999  # the runs of one length, and nothing else
+        # Only the runs of one length (5999 notifications) go through the bulk path; each
+        # read that cuts a run takes a few notifications the plain way, and how the server's
+        # writes are cut into reads depends on the machine's load: most, not all.
+        assert 3000 < sum(taken) <= 5999
 
 
 # -- unlisten ---------------------------------------------------------------

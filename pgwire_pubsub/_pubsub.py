@@ -175,7 +175,7 @@ class PubSub:
                         "pool_mode=transaction) does not keep LISTEN; connect to PostgreSQL "
                         "directly or through a session-mode pool"
                     )
-                self._waited_read(left)
+                self._waited_read(left, more=True)  # others may be waiting: read on
         finally:
             if not conn.closed:
                 conn.execute("UNLISTEN " + quote_ident(channel))
@@ -256,8 +256,9 @@ class PubSub:
             if self._queue.items or (deadline is not None and time.monotonic() >= deadline):
                 return
 
-    def _waited_read(self, timeout: Optional[float]) -> None:
-        """One wait for data (at most ``timeout``), with health checks and recovery."""
+    def _waited_read(self, timeout: Optional[float], more: bool = False) -> None:
+        """One wait for data (at most ``timeout``), with health checks and recovery; with
+        ``more``, even while notifications are waiting."""
         conn = self._connected()
         interval = self.health_check_interval
         if interval is not None:
@@ -267,7 +268,7 @@ class PubSub:
                 return
             timeout = due if timeout is None else min(timeout, due)
         try:
-            conn.wait_notifications(timeout)
+            conn.wait_notifications(timeout, more)
         except OperationalError as exc:
             self._recover(exc)
 

@@ -53,17 +53,22 @@ class Session:
     NOTIFY, the empty query), keeping a log of them, until the client leaves.
 
     ``swallow``: NOTIFY succeeds but no notification comes back, as behind a pooler in
-    transaction mode.  ``silent_after``: from that query on (by its position in the log),
-    nothing is answered at all, as from a peer that vanished.
+    transaction mode.  ``late_by``: it comes back that many seconds after the NOTIFY's
+    reply, in a read of its own.  ``silent_after``: from that query on (by its position in
+    the log), nothing is answered at all, as from a peer that vanished.
     """
 
     NOTIFY = re.compile(r"""NOTIFY "([^"]*)", E'([^'\\]*)'""")
 
     def __init__(self, swallow: bool = False, silent_after: Optional[int] = None,
-                 also_send: bytes = b"") -> None:
+                 with_notify: bytes = b"", with_listen: bytes = b"",
+                 late_by: float = 0.0) -> None:
         self.swallow = swallow
         self.silent_after = silent_after
-        self.also_send = also_send  # sent before the first notification that comes back
+        self.with_notify = with_notify  # sent in the first NOTIFY's reply, before its echo
+        self.with_listen = with_listen  # sent in the first LISTEN's reply
+        self.late_by = late_by
+        self.later = b""
         self.log: List[str] = []
         self.times: List[float] = []  # when each query arrived (time.monotonic)
         self.answered: List[float] = []  # when each answer was sent
@@ -85,6 +90,10 @@ class Session:
                 continue
             conn.send(self.reply(self.log[-1]))
             self.answered.append(time.monotonic())
+            if self.later:
+                threading.Event().wait(self.late_by)  # paces the fake, never set
+                conn.send(self.later)
+                self.later = b""
 
     def reply(self, sql: str) -> bytes:
         if not sql:
@@ -93,6 +102,9 @@ class Session:
         channel = rest.strip('"')
         if verb == "LISTEN":
             self.listening.add(channel)
+            if self.with_listen:
+                extra, self.with_listen = self.with_listen, b""
+                return command_complete(verb) + extra + ready()
         elif verb == "UNLISTEN":
             self.listening.discard(channel)
         elif verb == "NOTIFY":
@@ -100,9 +112,11 @@ class Session:
             assert found is not None, f"the fake cannot parse {sql!r}"
             channel, payload = found.groups()
             if channel in self.listening and not self.swallow:
-                extra, self.also_send = self.also_send, b""
-                return (command_complete("NOTIFY") + extra
-                        + notify(FAKE_PID, channel, payload) + ready())
+                extra, self.with_notify = self.with_notify, b""
+                echo = notify(FAKE_PID, channel, payload)
+                if self.late_by:
+                    self.later, echo = echo, b""
+                return command_complete("NOTIFY") + extra + echo + ready()
         else:
             raise AssertionError(f"the fake does not know {sql!r}")
         return command_complete(verb) + ready()
@@ -287,7 +301,7 @@ def test_verify_passes_when_the_notification_comes_back(
     connect: Callable[..., PubSub], how: str
 ) -> None:
     """The private notification is taken out of the stream; one that came meanwhile stays."""
-    session = Session(also_send=notify(7, "orders", "meanwhile"))
+    session = Session(with_notify=notify(7, "orders", "meanwhile"))
     with FakeServer(session, timeout=GUARD) as srv:
         ps = connect(**to_fake(srv))
         with watchdog(ps), stopwatch() as clock:
@@ -301,3 +315,20 @@ def test_verify_passes_when_the_notification_comes_back(
         assert ps.get_events() == [Notify(7, "orders", "meanwhile")]
         ps.close()
     assert session.listening == {"orders"}
+
+
+def test_verify_waits_for_its_notification_while_others_are_waiting(
+    connect: Callable[..., PubSub]
+) -> None:
+    """A notification is already waiting to be taken when verify() starts, and the private
+    one comes back in a later read: verify() must go on reading (not spin on the waiting
+    one until its timeout)."""
+    session = Session(with_listen=notify(7, "orders", "waiting"), late_by=0.2)
+    with FakeServer(session, timeout=GUARD) as srv:
+        ps = connect(**to_fake(srv))
+        ps.listen("orders")  # the reply brings the waiting notification
+        with watchdog(ps), stopwatch() as clock:
+            ps.verify(timeout=5.0)
+        assert_on_time(clock.elapsed, 0.2, "the private notification")
+        assert ps.get_events() == [Notify(7, "orders", "waiting")]
+        ps.close()

@@ -229,20 +229,21 @@ class Connection:
         a ``Pending`` queue, with ``popleft``, ``pop``, iteration, ``len`` and indexing."""
         return self._proto.notifications
 
-    def wait_notifications(self, timeout: Optional[float]) -> None:
+    def wait_notifications(self, timeout: Optional[float], more: bool = False) -> None:
         """Wait up to ``timeout`` seconds (None: forever) for data, and take in what came.
 
-        Returns at once when notifications are already waiting.  When the
-        connection is lost, raises only once every notification received
-        before the loss has been taken.
+        Returns at once when notifications are already waiting, unless ``more``
+        (for one that has not come yet).  When the connection is lost, raises
+        only once every notification received before the loss has been taken
+        (with ``more``, at once).
         """
-        if self._proto.notifications.items:
+        if self._proto.notifications.items and not more:
             return
         try:
             self._call(lambda transport: self._take_in(transport, timeout))
         except (OSError, OperationalError) as exc:
             error = self._fail(exc)
-            if not self._proto.notifications.items:
+            if more or not self._proto.notifications.items:
                 raise error from None
 
     def _take_in(self, transport: SocketIO, timeout: Optional[float]) -> None:

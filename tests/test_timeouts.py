@@ -74,8 +74,9 @@ class Session:
         self.answered: List[float] = []  # when each answer was sent
         self.listening: Set[str] = set()
 
-    def __call__(self, conn: FakeConn) -> None:
-        conn.handshake(pid=FAKE_PID)
+    def __call__(self, conn: FakeConn, handshake: bool = True) -> None:
+        if handshake:
+            conn.handshake(pid=FAKE_PID)
         while True:
             try:
                 kind, body = conn.read_message()
@@ -231,6 +232,31 @@ def test_health_checks_come_every_interval_of_silence(connect: Callable[..., Pub
     for ping in pings:  # each one an INTERVAL after the answer before it, not sooner
         since_traffic = session.times[ping] - session.answered[ping - 1]
         assert since_traffic >= INTERVAL - TICK, f"a health check after {since_traffic:.3f} s"
+
+
+def test_received_traffic_puts_the_health_check_off(connect: Callable[..., PubSub]) -> None:
+    """Notifications arriving every 0.2 s for 2 s: the connection is never idle for the 1.5 s
+    interval, so no health check is sent."""
+    session = Session()
+    pacing = threading.Event()  # never set: its wait() spaces the notifications
+
+    def script(conn: FakeConn) -> None:
+        conn.handshake(pid=FAKE_PID)
+        assert conn.read_query() == 'LISTEN "x"'
+        conn.send(command_complete("LISTEN") + ready())
+        for n in range(10):
+            pacing.wait(0.2)
+            conn.notification(7, "x", str(n))
+        session(conn, handshake=False)
+
+    with FakeServer(script, timeout=GUARD) as srv:
+        ps = connect(**to_fake(srv, health_check_interval=1.5))
+        ps.listen("x")
+        with watchdog(ps):
+            got = [ps.get_event(select_timeout=GUARD) for _ in range(10)]
+        assert got == [Notify(7, "x", str(n)) for n in range(10)]
+        ps.close()
+    assert session.log == []
 
 
 @pytest.mark.parametrize("reconnect", [False, True], ids=["no-reconnect", "reconnect"])

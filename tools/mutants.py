@@ -184,7 +184,7 @@ MUTANTS: List[Mutant] = [
            "        if isinstance(sock, ssl.SSLSocket) and sock.pending():\n"
            "            return True\n",
            "",
-           ("tests/test_pubsub.py", "-k", "burst"),  # over TLS
+           ("tests/test_pubsub.py", "-k", "burst_over_tls"),
            "select is trusted while the TLS layer holds decrypted bytes"),
     Mutant("interrupts-not-held", SOCKETIO,
            "        masking = self._can_mask()\n", "        masking = False\n",
@@ -200,7 +200,7 @@ MUTANTS: List[Mutant] = [
     Mutant("lost-connection-raised-before-the-queue-is-taken", CONNECTION,
            "            if more or not self._proto.notifications.items:\n",
            "            if True:\n",
-           ("tests/test_pubsub.py", "-k", "before_the_loss"),
+           ("tests/test_fake_server.py", "-k", "before_a_bad_message"),
            "a loss is raised before the notifications received ahead of it are taken"),
     Mutant("close-does-not-wake", CONNECTION,
            "                self._wake_writer.send(b\"\\0\")  # the busy call finishes the close",

@@ -32,6 +32,7 @@ sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from bench_library import Background, ConnInfo, Meter, Result
 from bench_workloads import LIBRARIES
+from throwaway import server_dsn
 
 SHAPES: Dict[str, str] = {
     "one sender, 64-byte payloads (the benchmark's)":
@@ -133,15 +134,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     for lib in libs:
         LIBRARIES[lib].version()  # fails here when it does not import
     command = "python benchmarks/burst_shapes.py " + " ".join(args)
-    if options.dsn:
-        cpu = measure(options.dsn, libs, options.count, options.repeats, options.recv_size)
-    else:
-        from pgcluster import Cluster
-
-        with Cluster(tls=False) as cluster:
-            cluster.start()
-            cpu = measure(cluster.dsn("postgres", sslmode="disable"), libs, options.count,
-                          options.repeats, options.recv_size)
+    with server_dsn(options.dsn) as dsn:
+        cpu = measure(dsn, libs, options.count, options.repeats, options.recv_size)
     text = table(cpu, libs, command.strip())
     print(text)
     if options.out:

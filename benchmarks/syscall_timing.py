@@ -34,7 +34,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import pgwire_pubsub
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))  # pgcluster, for a throwaway server
+sys.path.insert(0, HERE)
+
+from throwaway import server_dsn  # noqa: E402
 
 KINDS = ("send", "recv", "wait", "sigmask")  # in the shim's order
 STALL = 30.0
@@ -214,15 +216,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     options = parser.parse_args(args)
     with tempfile.TemporaryDirectory(prefix="syscall-shim-") as tmp:
         shim_path = build_shim(tmp)
-        if options.dsn:
-            rows = measure(options.dsn, options.count, shim_path)
-        else:
-            from pgcluster import Cluster
-
-            with Cluster(tls=False) as cluster:
-                cluster.start()
-                rows = measure(cluster.dsn("postgres", sslmode="disable"), options.count,
-                               shim_path)
+        with server_dsn(options.dsn) as dsn:
+            rows = measure(dsn, options.count, shim_path)
     text = table(rows, options.count)
     print(text)
     if options.out:

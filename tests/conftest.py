@@ -1,4 +1,4 @@
-"""Shared fixtures: ``pg`` (TLS), ``pg_nossl`` (TLS off) and ``wait_for``.
+"""Shared fixtures: ``pg`` (TLS), ``pg_nossl`` (TLS off), ``open_client`` and ``wait_for``.
 
 Server priority: PGWIRE_TEST_DSN > local server binaries > testcontainers > skip.
 """
@@ -19,6 +19,9 @@ from pgcluster import (
     docker_available,
     find_pg_bindir,
 )
+
+import pgwire_pubsub
+from pgwire_pubsub import PubSub
 
 SERVER_FIXTURES = {"pg", "pg_nossl"}
 
@@ -58,6 +61,22 @@ def pg() -> Iterator[Server]:
 def pg_nossl() -> Iterator[Server]:
     """A second server with ``ssl = off``, started only when a test asks for it."""
     yield from _server_fixture(tls=False)
+
+
+@pytest.fixture
+def open_client() -> Iterator[Callable[..., PubSub]]:
+    """``open_client(**kwargs)``: a PubSub of the client under test (``pgwire_pubsub.connect``,
+    the one place that names it); what it opened is closed after the test."""
+    opened: List[PubSub] = []
+
+    def make(**kwargs: Any) -> PubSub:
+        pubsub = pgwire_pubsub.connect(**kwargs)
+        opened.append(pubsub)
+        return pubsub
+
+    yield make
+    for pubsub in opened:
+        pubsub.close()
 
 
 @pytest.fixture

@@ -10,34 +10,18 @@ attempt came; one test lets the last attempt in.  The unit tests of ``ReconnectP
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, List, Optional
 
 import pytest
 from fakeserver import FakeConn, FakeServer
 from timing import GUARD, LATE, TICK, assert_on_time, stopwatch, watchdog
 from wirebytes import command_complete, ready
 
-import pgwire_pubsub
 from pgwire_pubsub import OperationalError, PubSub, Reconnected, ReconnectPolicy
 
 FIRST_PID, LAST_PID = 100, 300
 # Enough connections for any of these policies; after them the port refuses.
 CONNECTIONS = 40
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[..., PubSub]]:
-    """``connect(**kwargs)``: the client under test; what it opened is closed afterwards."""
-    opened: List[PubSub] = []
-
-    def make(**kwargs: Any) -> PubSub:
-        pubsub = pgwire_pubsub.connect(**kwargs)
-        opened.append(pubsub)
-        return pubsub
-
-    yield make
-    for pubsub in opened:
-        pubsub.close()
 
 
 class Outage:
@@ -67,9 +51,9 @@ class Outage:
                     "M": "the database system is shutting down"})
 
 
-def lose(srv: FakeServer, connect: Callable[..., PubSub], policy: ReconnectPolicy) -> PubSub:
-    ps = connect(host=srv.host, port=srv.port, user="u", sslmode="disable",
-                 connect_timeout=int(GUARD), reconnect=policy)
+def lose(srv: FakeServer, open_client: Callable[..., PubSub], policy: ReconnectPolicy) -> PubSub:
+    ps = open_client(host=srv.host, port=srv.port, user="u", sslmode="disable",
+                     connect_timeout=int(GUARD), reconnect=policy)
     ps.listen("x")
     return ps
 
@@ -84,10 +68,10 @@ def steady(delay: float, **bounds: Any) -> ReconnectPolicy:
                            **bounds)
 
 
-def test_gives_up_after_max_attempts(connect: Callable[..., PubSub]) -> None:
+def test_gives_up_after_max_attempts(open_client: Callable[..., PubSub]) -> None:
     outage = Outage()
     with FakeServer(outage, connections=CONNECTIONS, timeout=GUARD) as srv:
-        ps = lose(srv, connect, steady(0.3, max_attempts=3))
+        ps = lose(srv, open_client, steady(0.3, max_attempts=3))
         with watchdog(ps), stopwatch() as clock, pytest.raises(OperationalError) as info:
             ps.get_event(select_timeout=GUARD)
     assert info.value.sqlstate == "57P03"  # the last attempt's error
@@ -100,12 +84,12 @@ def test_gives_up_after_max_attempts(connect: Callable[..., PubSub]) -> None:
     assert again.value is info.value
 
 
-def test_gives_up_after_max_duration(connect: Callable[..., PubSub]) -> None:
+def test_gives_up_after_max_duration(open_client: Callable[..., PubSub]) -> None:
     """Attempts every 0.2 s until 1.5 s have passed since the loss was noticed: the first
     attempt to fail after that is the last one."""
     outage = Outage()
     with FakeServer(outage, connections=CONNECTIONS, timeout=GUARD) as srv:
-        ps = lose(srv, connect, steady(0.2, max_duration=1.5))
+        ps = lose(srv, open_client, steady(0.2, max_duration=1.5))
         with watchdog(ps), stopwatch() as clock, pytest.raises(OperationalError) as info:
             ps.get_event(select_timeout=GUARD)
     assert info.value.sqlstate == "57P03"
@@ -117,13 +101,13 @@ def test_gives_up_after_max_duration(connect: Callable[..., PubSub]) -> None:
 
 
 def test_the_waits_grow_by_the_multiplier_up_to_max_delay(
-    connect: Callable[..., PubSub]
+    open_client: Callable[..., PubSub]
 ) -> None:
     outage = Outage()
     policy = ReconnectPolicy(initial_delay=0.1, multiplier=10.0, max_delay=0.4, jitter=0.0,
                              max_attempts=4)
     with FakeServer(outage, connections=CONNECTIONS, timeout=GUARD) as srv:
-        ps = lose(srv, connect, policy)
+        ps = lose(srv, open_client, policy)
         with watchdog(ps), pytest.raises(OperationalError):
             ps.get_event(select_timeout=GUARD)
     waits = gaps(outage.attempts)
@@ -133,13 +117,13 @@ def test_the_waits_grow_by_the_multiplier_up_to_max_delay(
 
 
 def test_reconnected_counts_the_attempts_and_the_time_down(
-    connect: Callable[..., PubSub]
+    open_client: Callable[..., PubSub]
 ) -> None:
     """Two attempts refused, the third one in: the marker says so, and the channel is
     listened to again on the new connection."""
     outage = Outage(back_at=3)
     with FakeServer(outage, connections=CONNECTIONS, timeout=GUARD) as srv:
-        ps = lose(srv, connect, steady(0.3, max_attempts=5))
+        ps = lose(srv, open_client, steady(0.3, max_attempts=5))
         with watchdog(ps), stopwatch() as clock:
             event = ps.get_event(select_timeout=GUARD)
         assert isinstance(event, Reconnected), event

@@ -5,8 +5,8 @@ instead of hanging it.
 ``select_timeout`` (a number, 0, and None for no limit) runs against the real server;
 ``connect_timeout``, the health check and ``verify()`` against the scripted fake server,
 which can stay silent or swallow a notification, as a real server cannot be made to.
-Everything goes through ``pgwire_pubsub.connect`` and the ``PubSub`` methods: the ``connect``
-fixture is the one place that names the client.
+Everything goes through ``pgwire_pubsub.connect`` and the ``PubSub`` methods: the
+``open_client`` fixture (conftest.py) is the one place that names the client.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import pytest
 from fakeserver import FakeConn, FakeServer
@@ -26,21 +26,6 @@ import pgwire_pubsub
 from pgwire_pubsub import Notify, OperationalError, PubSub
 
 FAKE_PID = 4242
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[..., PubSub]]:
-    """``connect(**kwargs)``: the client under test; what it opened is closed afterwards."""
-    opened: List[PubSub] = []
-
-    def make(**kwargs: Any) -> PubSub:
-        pubsub = pgwire_pubsub.connect(**kwargs)
-        opened.append(pubsub)
-        return pubsub
-
-    yield make
-    for pubsub in opened:
-        pubsub.close()
 
 
 def to_fake(srv: FakeServer, **options: Any) -> Dict[str, Any]:
@@ -147,10 +132,11 @@ PLAIN = [pytest.param(method, None, id=method) for method in sorted(WAITS)]
 @pytest.mark.parametrize("timeout", [0, 1.0])
 @pytest.mark.parametrize(("method", "health_check_interval"), [*PLAIN, WITH_HEALTH_CHECKS])
 def test_select_timeout_ends_an_idle_wait_on_time(
-    pg: Server, connect: Callable[..., PubSub], method: str, timeout: float,
+    pg: Server, open_client: Callable[..., PubSub], method: str, timeout: float,
     health_check_interval: Optional[float],
 ) -> None:
-    ps = connect(**pg.dsn_kwargs(sslmode="disable"), health_check_interval=health_check_interval)
+    ps = open_client(**pg.dsn_kwargs(sslmode="disable"),
+                     health_check_interval=health_check_interval)
     ps.listen("quiet")
     with watchdog(ps), stopwatch() as clock:
         got = WAITS[method](ps, timeout)
@@ -163,15 +149,15 @@ DELAY = 1.0  # seconds between the start of a wait without limit and the notific
 
 @pytest.mark.parametrize(("method", "health_check_interval"), [*PLAIN, WITH_HEALTH_CHECKS])
 def test_select_timeout_none_waits_for_the_next_notification(
-    pg: Server, connect: Callable[..., PubSub], method: str,
+    pg: Server, open_client: Callable[..., PubSub], method: str,
     health_check_interval: Optional[float],
 ) -> None:
     """No limit: the call is still waiting when the notification is sent, DELAY seconds
     after it began, and returns it.  (The delay is the stimulus, not a synchronisation:
     nothing outside the call can see that it waits.)"""
     params = pg.dsn_kwargs(sslmode="disable")
-    ps = connect(**params, health_check_interval=health_check_interval)
-    sender = connect(**params)
+    ps = open_client(**params, health_check_interval=health_check_interval)
+    sender = open_client(**params)
     ps.listen("later")
     pacing = threading.Event()  # never set: its wait() spaces the notification from the call
 
@@ -192,7 +178,7 @@ def test_select_timeout_none_waits_for_the_next_notification(
 
 
 def test_connect_timeout_ends_a_start_up_that_never_answers(
-    connect: Callable[..., PubSub]
+    open_client: Callable[..., PubSub]
 ) -> None:
     """The server reads the start-up packet and says nothing.  (Should the client wait
     longer, the fake hangs up after GUARD seconds, and the error is not a timeout.)"""
@@ -203,7 +189,7 @@ def test_connect_timeout_ends_a_start_up_that_never_answers(
 
     with FakeServer(script, timeout=GUARD, check=False) as srv, stopwatch() as clock, \
             pytest.raises(OperationalError) as info:
-        connect(**{**to_fake(srv), "connect_timeout": 2})
+        open_client(**{**to_fake(srv), "connect_timeout": 2})
     assert "timeout" in str(info.value), str(info.value)
     assert_on_time(clock.elapsed, 2.0, "connect_timeout")
 
@@ -214,13 +200,13 @@ INTERVAL = 1.0
 CHECK_TIMEOUT = 1.0
 
 
-def test_health_checks_come_every_interval_of_silence(connect: Callable[..., PubSub]) -> None:
+def test_health_checks_come_every_interval_of_silence(open_client: Callable[..., PubSub]) -> None:
     """An idle connection to a server that answers: a round trip after every INTERVAL
     without traffic, never sooner, and the wait goes on."""
     session = Session()
     with FakeServer(session, timeout=GUARD) as srv:
         with stopwatch() as clock:
-            ps = connect(**to_fake(srv, health_check_interval=INTERVAL))
+            ps = open_client(**to_fake(srv, health_check_interval=INTERVAL))
             ps.listen("x")
             with watchdog(ps):
                 assert ps.get_event(select_timeout=INTERVAL + LATE + 0.5) is None
@@ -234,7 +220,7 @@ def test_health_checks_come_every_interval_of_silence(connect: Callable[..., Pub
         assert since_traffic >= INTERVAL - TICK, f"a health check after {since_traffic:.3f} s"
 
 
-def test_received_traffic_puts_the_health_check_off(connect: Callable[..., PubSub]) -> None:
+def test_received_traffic_puts_the_health_check_off(open_client: Callable[..., PubSub]) -> None:
     """Notifications arriving every 0.2 s for 2 s: the connection is never idle for the 1.5 s
     interval, so no health check is sent."""
     session = Session()
@@ -250,7 +236,7 @@ def test_received_traffic_puts_the_health_check_off(connect: Callable[..., PubSu
         session(conn, handshake=False)
 
     with FakeServer(script, timeout=GUARD) as srv:
-        ps = connect(**to_fake(srv, health_check_interval=1.5))
+        ps = open_client(**to_fake(srv, health_check_interval=1.5))
         ps.listen("x")
         with watchdog(ps):
             got = [ps.get_event(select_timeout=GUARD) for _ in range(10)]
@@ -261,7 +247,7 @@ def test_received_traffic_puts_the_health_check_off(connect: Callable[..., PubSu
 
 @pytest.mark.parametrize("reconnect", [False, True], ids=["no-reconnect", "reconnect"])
 def test_a_silent_server_is_presumed_dead_after_interval_and_timeout(
-    connect: Callable[..., PubSub], reconnect: bool
+    open_client: Callable[..., PubSub], reconnect: bool
 ) -> None:
     """After the LISTEN, the server never answers again: the health check is sent after
     INTERVAL and given up after CHECK_TIMEOUT more.  With reconnection, the next attempt is
@@ -277,8 +263,8 @@ def test_a_silent_server_is_presumed_dead_after_interval_and_timeout(
 
     with FakeServer(script, connections=2, timeout=GUARD, check=False) as srv, \
             stopwatch() as clock:
-        ps = connect(**to_fake(srv, health_check_interval=INTERVAL,
-                               health_check_timeout=CHECK_TIMEOUT, reconnect=policy))
+        ps = open_client(**to_fake(srv, health_check_interval=INTERVAL,
+                                   health_check_timeout=CHECK_TIMEOUT, reconnect=policy))
         ps.listen("x")
         with watchdog(ps), pytest.raises(OperationalError) as info:
             ps.get_event(select_timeout=GUARD)
@@ -303,12 +289,12 @@ def private_queries(session: Session) -> List[str]:
 
 
 def test_verify_fails_on_time_when_the_notification_never_comes_back(
-    connect: Callable[..., PubSub]
+    open_client: Callable[..., PubSub]
 ) -> None:
     """A server (or pooler) that takes the NOTIFY but never delivers it to this session."""
     session = Session(swallow=True)
     with FakeServer(session, timeout=GUARD) as srv:
-        ps = connect(**to_fake(srv))
+        ps = open_client(**to_fake(srv))
         with watchdog(ps), stopwatch() as clock, pytest.raises(OperationalError) as info:
             ps.verify(timeout=VERIFY_TIMEOUT)
         assert_on_time(clock.elapsed, VERIFY_TIMEOUT, "verify's timeout")
@@ -324,12 +310,12 @@ def test_verify_fails_on_time_when_the_notification_never_comes_back(
 
 @pytest.mark.parametrize("how", ["verify", "listen"])
 def test_verify_passes_when_the_notification_comes_back(
-    connect: Callable[..., PubSub], how: str
+    open_client: Callable[..., PubSub], how: str
 ) -> None:
     """The private notification is taken out of the stream; one that came meanwhile stays."""
     session = Session(with_notify=notify(7, "orders", "meanwhile"))
     with FakeServer(session, timeout=GUARD) as srv:
-        ps = connect(**to_fake(srv))
+        ps = open_client(**to_fake(srv))
         with watchdog(ps), stopwatch() as clock:
             if how == "verify":
                 ps.listen("orders")
@@ -344,14 +330,14 @@ def test_verify_passes_when_the_notification_comes_back(
 
 
 def test_verify_waits_for_its_notification_while_others_are_waiting(
-    connect: Callable[..., PubSub]
+    open_client: Callable[..., PubSub]
 ) -> None:
     """A notification is already waiting to be taken when verify() starts, and the private
     one comes back in a later read: verify() must go on reading (not spin on the waiting
     one until its timeout)."""
     session = Session(with_listen=notify(7, "orders", "waiting"), late_by=0.2)
     with FakeServer(session, timeout=GUARD) as srv:
-        ps = connect(**to_fake(srv))
+        ps = open_client(**to_fake(srv))
         ps.listen("orders")  # the reply brings the waiting notification
         with watchdog(ps), stopwatch() as clock:
             ps.verify(timeout=5.0)

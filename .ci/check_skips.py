@@ -5,13 +5,13 @@
 RESULTS.xml is pytest's ``--junitxml`` report of one run; the second argument names the
 interpreter (the first column of .ci/expected-skips).  Prints every skip with the entry that
 allows it, then the ones no entry allows, and exits 1 if there are any.  An entry is
-``INTERPRETER | TEST | REASON``, the last two ``fnmatch`` patterns (``*`` for any text) over
-the test id (``tests/test_x.py::test_y[param]``) and pytest's skip message.
+``INTERPRETER | TEST | REASON``, the last two patterns (``*`` for any text, nothing else
+special) over the test id (``tests/test_x.py::test_y[param]``) and pytest's skip message.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -54,16 +54,24 @@ def read_skips(path: Path) -> List[Tuple[str, str]]:
     skips = []
     for case in ET.parse(path).iter("testcase"):
         skipped = case.find("skipped")
-        if skipped is not None:
-            test = test_id(case.get("classname", ""), case.get("name", ""))
-            skips.append((test, skipped.get("message", "")))
+        if skipped is None:
+            continue
+        classname, name = case.get("classname", ""), case.get("name", "")
+        if classname:
+            skips.append((test_id(classname, name), skipped.get("message", "")))
+        else:  # a whole module skipped at collection: its reason is in the text
+            skips.append((name.replace(".", "/") + ".py", skipped.text or ""))
     return skips
+
+
+def matches(pattern: str, text: str) -> bool:
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), text, re.DOTALL) is not None
 
 
 def allowing(entries: List[Entry], interpreter: str, test: str, reason: str) -> Optional[Entry]:
     for entry in entries:
-        if (entry.interpreter in (interpreter, "*") and fnmatch.fnmatchcase(test, entry.test)
-                and fnmatch.fnmatchcase(reason, entry.reason)):
+        if (entry.interpreter in (interpreter, "*") and matches(entry.test, test)
+                and matches(entry.reason, reason)):
             return entry
     return None
 

@@ -4,6 +4,7 @@ sizes, so that they cannot rot; and the fuzzer, shown to find a difference when 
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
@@ -62,6 +63,8 @@ def test_burst_shapes(pg: Server, tmp_path: Path) -> None:
 
 
 def test_syscall_timing(pg: Server, tmp_path: Path) -> None:
+    if sys.platform != "linux" or not (shutil.which("gcc") or shutil.which("cc")):
+        pytest.skip("builds an LD_PRELOAD shim: needs Linux and gcc")
     out = tmp_path / "table.md"
     syscall_timing.main(["--count", "30", "--dsn", pg.dsn(sslmode="disable"),
                          "--out", str(out)])

@@ -12,7 +12,7 @@ import time
 from typing import Any, Awaitable, Callable, Dict, List, TypeVar
 
 import pytest
-from conftest import uvloop_available
+from conftest import UVLOOP
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,14 +24,12 @@ from pgwire_pubsub.testing.pgcluster import Server
 
 T = TypeVar("T")
 GUARD = 30.0  # seconds: a failure guard, never a performance target
-LOOPS = ["asyncio", "uvloop"]
+LOOPS = ["asyncio", *UVLOOP]
 
 
 def run(kind: str, main: Callable[[], Awaitable[T]]) -> T:
     """``main()`` on a new event loop of ``kind``, closed afterwards."""
     if kind == "uvloop":
-        if not uvloop_available():
-            pytest.skip("uvloop is not installed (it has no PyPy build)")
         import uvloop
 
         loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()

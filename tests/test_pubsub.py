@@ -10,7 +10,7 @@ from typing import Any, Callable, List, Optional, Set, Tuple, cast
 
 import pytest
 from aioadapter import SyncPubSub
-from conftest import CLIENTS, blocking_only, client_kind_of
+from conftest import CLIENTS, UVLOOP, blocking_only, client_kind_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -88,7 +88,7 @@ def backend_gone(pg: Server, pid: int) -> Callable[[], bool]:
 
 
 
-@pytest.fixture(params=[*CLIENTS, "uvloop"])
+@pytest.fixture(params=[*CLIENTS, *UVLOOP])
 def client_kind(request: pytest.FixtureRequest) -> str:
     """The core behaviours run on uvloop too."""
     return client_kind_of(request)

@@ -4,6 +4,7 @@ one connection."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -11,7 +12,9 @@ from typing import Any, Callable, Dict, List, Set
 
 import pytest
 
+import pgwire_pubsub.aio
 from pgwire_pubsub import Dropped, Notify, PendingOverflow, Reconnected, ReconnectPolicy
+from pgwire_pubsub.protocol.machine import State
 from pgwire_pubsub.testing.pgcluster import Server, wait_for
 
 GUARD = 30.0  # seconds: a failure guard, never a performance target
@@ -269,3 +272,30 @@ def test_ten_thousand_subscribers_get_a_burst_of_100000_exactly(
     for subscriber in subscribers:
         subscriber.close()
     assert listening(pubsub) == set()
+
+
+def test_a_close_cancelled_while_it_unlistens_leaves_later_subscriptions_listening(
+    pg: Server,
+) -> None:
+    """A web server cancels a stream's task when its client goes, often while the stream's
+    subscription is closing: the UNLISTEN may have run on the server or not, and the next
+    subscription to that channel must LISTEN again, not trust a stale record and hear
+    nothing."""
+    async def main() -> None:
+        pubsub = await pgwire_pubsub.aio.connect(**pg.dsn_kwargs(sslmode="disable"))
+        async with pubsub:
+            first = await pubsub.subscribe("cancelled")
+            closing = asyncio.ensure_future(first.close())
+            while pubsub.conn.machine.state is not State.BUSY:  # the UNLISTEN is sent
+                await asyncio.sleep(0)
+            closing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+            async with pubsub.subscribe("cancelled") as later:
+                rows = await pubsub.conn.execute("SELECT pg_catalog.pg_listening_channels()")
+                assert rows == [("cancelled",)]
+                loop = asyncio.get_running_loop()
+                pid = await loop.run_in_executor(None, psql_notify, pg, ("cancelled", "heard"))
+                assert await later.get(GUARD) == Notify(pid, "cancelled", "heard")
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))

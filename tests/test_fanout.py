@@ -299,3 +299,23 @@ def test_a_close_cancelled_while_it_unlistens_leaves_later_subscriptions_listeni
                 assert await later.get(GUARD) == Notify(pid, "cancelled", "heard")
 
     asyncio.run(asyncio.wait_for(main(), GUARD))
+
+
+def test_closing_the_asyncio_client_ends_every_subscription_that_waits(pg: Server) -> None:
+    async def main() -> None:
+        pubsub = await pgwire_pubsub.aio.connect(**pg.dsn_kwargs(sslmode="disable"))
+        subscription = await pubsub.subscribe("ending")
+
+        async def iterate() -> List[Any]:
+            return [event async for event in subscription]
+
+        waiting = [asyncio.ensure_future(iterate()),
+                   asyncio.ensure_future(subscription.get()),
+                   asyncio.ensure_future(subscription.get_events(None))]
+        for _ in range(5):  # each task runs until it waits for input
+            await asyncio.sleep(0)
+        assert not any(task.done() for task in waiting)
+        await pubsub.close()
+        assert await asyncio.gather(*waiting) == [[], None, None]
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))

@@ -66,8 +66,8 @@ class Rows:
             reading.cancelled() or reading.exception() is not None)
         if reading is None or self.started <= since or failed:
             self.started = asyncio.get_running_loop().time()
-            self.reading = asyncio.ensure_future(self._query())
-        return await asyncio.shield(self.reading)  # a tab that goes does not stop the others
+            self.reading = reading = asyncio.ensure_future(self._query())
+        return await asyncio.shield(reading)  # a tab that goes does not stop the others
 
     async def _query(self) -> str:
         rows = await self.pubsub.conn.execute(CURRENT_ROWS)

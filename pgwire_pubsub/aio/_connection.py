@@ -337,6 +337,8 @@ class AsyncConnection(SessionView):
         self.machine.mark_lost()
         self._disconnect()
         self._wake()
+        if self.on_input is not None:  # news for whoever waits on what it routes, too
+            self.on_input()
         return exc
 
     def _check_open(self) -> None:

@@ -81,7 +81,10 @@ class Subscription:
             if left is not None and left <= 0:
                 return None
             try:
-                await pubsub._drive(pubsub._waited_read(left, lambda: reader.waiting))
+                if pubsub._waits_on_feeds():
+                    await pubsub._reader_input(reader, left)
+                else:
+                    await pubsub._drive(pubsub._waited_read(left, lambda: reader.waiting))
             except InterfaceError:
                 if not reader.closed:
                     raise  # else the client was closed meanwhile: this ends the subscription

@@ -9,6 +9,7 @@ and tasks that wait for events all wake when they come.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import (
     Any,
     AsyncIterator,
@@ -30,7 +31,7 @@ from .._shared.requests import Clock, Close, Exclusive, Execute, Idle, Open, Sle
 from ..conninfo import make_params
 from ..errors import InterfaceError
 from ..protocol.events import Event, check_bound_options
-from ._connection import AsyncConnection
+from ._connection import AsyncConnection, wait_on
 from ._subscription import Subscription, run_callbacks
 
 
@@ -210,14 +211,8 @@ class AsyncPubSub(PubSubCore):
         if len(waiters) > 8:  # those that timed out
             waiters[:] = [w for w in waiters if not w.done()]
         waiters.append(waiter)
-        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
-        try:
-            await waiter
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if not waiter.done():
-                waiter.cancel()
+        with contextlib.suppress(TimeoutError):
+            await wait_on(waiter, None if timeout is None else loop.time() + timeout, loop)
 
     def _wake_feed(self, feed: Feed) -> None:
         waiting = self._waiters
@@ -303,11 +298,6 @@ class AsyncPubSub(PubSubCore):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 async def connect(dsn: Optional[str] = None, **kwargs: Any) -> AsyncPubSub:

@@ -84,7 +84,7 @@ class Psycopg2(_OneCursor):
     def notify_batch(self, conn: Any, items: List[Tuple[str, str]]) -> None:
         self.extras.execute_batch(conn.cur, self.SQL, items, page_size=1000)
 
-    def receive(self, conn: Any, count: int) -> Optional[str]:
+    def receive(self, conn: Any, count: int, way: str = "") -> Optional[str]:
         c = conn.conn
         received, last = 0, None
         while received < count:
@@ -221,7 +221,7 @@ class Psycopg3(_OneCursor):
     def notify_batch(self, conn: Any, items: List[Tuple[str, str]]) -> None:
         conn.cur.executemany(self.SQL, items)
 
-    def receive(self, conn: Any, count: int) -> Optional[str]:
+    def receive(self, conn: Any, count: int, way: str = "") -> Optional[str]:
         state: Dict[str, Any] = {"received": 0, "last": None}
 
         def on_notify(n: Any) -> None:

@@ -19,12 +19,25 @@ import statistics
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Sized, Tuple
+from typing import (
+    Any,
+    Callable,
+    ClassVar,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Sized,
+    Tuple,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)  # the checkout's pgwire_pubsub, installed or not
+
+import bench_backlog  # noqa: E402
 
 CHANNEL = "bench"
 SEQ_CHANNEL = "bench_seq"  # notify / notify_many: nobody listens
@@ -38,6 +51,8 @@ BURST_SQL = (
     "FROM generate_series(1, {count}) i"
 )
 IS_PYPY = platform.python_implementation() == "PyPy"
+# The workloads that receive, measured in each way a library receives (Library.ways).
+RECEIVE_WORKLOADS = ("app_traffic", "trigger_burst", "receive_burst")
 
 Result = Dict[str, Any]
 ConnInfo = Dict[str, Any]
@@ -197,6 +212,24 @@ def take_batches(count: int, take: Callable[[], Optional[Sequence[Any]]],
     return last
 
 
+def take_each(count: int, events: Iterator[Any]) -> Optional[str]:
+    """Iterate ``events`` (an ``events()`` loop that yields None after ``STALL`` seconds
+    without one) until ``count`` notifications have come; the last one's payload."""
+    received = 0
+    try:
+        for event in events:
+            if event is None:
+                raise Stalled(f"stalled after {received} notifications")
+            received += 1
+            if received == count:
+                return str(event.payload)
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+    raise Stalled(f"the loop ended after {received} notifications")
+
+
 def fill(pending: Sized, count: int, read: Callable[[], object]) -> None:
     """``read()`` until ``pending`` holds ``count``; fails after ``STALL`` seconds."""
     deadline = time.monotonic() + STALL
@@ -213,11 +246,15 @@ def fill(pending: Sized, count: int, read: Callable[[], object]) -> None:
 
 
 class Library:
-    """One client library.  ``notify_many_how`` is None when it has no batch notify."""
+    """One client library.  ``notify_many_how`` is None when it has no batch notify.
+    ``ways`` are the ways it receives in, each measured on every receive workload (the
+    first is also the one its other workloads use): "" when it has one way."""
 
     name = ""
     module = ""  # what load() imports, and the import-time workload too
     notify_many_how: Optional[str] = None
+    ways: Tuple[str, ...] = ("",)
+    way_labels: ClassVar[Dict[str, str]] = {}  # how the report names each way
 
     def __init__(self, conninfo: ConnInfo) -> None:
         self.main: ConnInfo = conninfo["main"]
@@ -260,8 +297,9 @@ class Library:
     def notify_batch(self, conn: Any, items: List[Tuple[str, str]]) -> None:
         raise NotImplementedError
 
-    def receive(self, conn: Any, count: int) -> Optional[str]:
-        """Take ``count`` notifications as they come; the last one's payload."""
+    def receive(self, conn: Any, count: int, way: str = "") -> Optional[str]:
+        """Take ``count`` notifications as they come, in ``way`` (one of ``ways``); the
+        last one's payload."""
         raise NotImplementedError
 
     def receive_one(self, conn: Any) -> Any:
@@ -305,7 +343,7 @@ class Library:
         self.close(conn)
         return result
 
-    def _burst(self, listener: Any, sender: Any, count: int) -> Result:
+    def _burst(self, listener: Any, sender: Any, count: int, way: str) -> Result:
         """The sender queues ``count`` notifications in a transaction; the clock starts,
         a thread commits, and stops when the listener has taken the last one."""
         self.execute(sender, "BEGIN")
@@ -313,19 +351,36 @@ class Library:
         commit = Background(lambda: self.execute(sender, "COMMIT"))
         meter = Meter()
         commit.start()
-        last = self.receive(listener, count)
+        last = self.receive(listener, count, way)
         meter.stop()
         commit.join()
         check_last(last, count)
         return meter.result(count, commit.cpu)
 
-    def receive_burst(self, count: int, warmup: int) -> Result:
+    def receive_burst(self, count: int, warmup: int, way: str = "") -> Result:
         listener, sender = self.open(), self.open()
         self.listen(listener, CHANNEL)
-        self._burst(listener, sender, warmup)
-        result = self._burst(listener, sender, count)
+        self._burst(listener, sender, warmup, way)
+        result = self._burst(listener, sender, count, way)
         self.close(listener)
         self.close(sender)
+        return result
+
+    def backlog(self, workload: str, count: int, warmup: int, way: str = "") -> Result:
+        """One of ``bench_backlog.SHAPES``: the listener listens; the backlog is made
+        while it reads nothing; the clock runs while it takes the ``count``."""
+        channels, make, check = bench_backlog.SHAPES[workload]
+        listener = self.open()
+        for channel in channels:
+            self.listen(listener, channel)
+        make(self.main, warmup)
+        check(self.receive(listener, warmup, way), warmup)
+        make(self.main, count)
+        meter = Meter()
+        last = self.receive(listener, count, way)
+        result = meter.result(count)
+        check(last, count)
+        self.close(listener)
         return result
 
     def pingpong(self, count: int) -> Result:
@@ -364,7 +419,11 @@ class Library:
 
 class PubSubApi(Library):
     """A library with pgpubsub's API (pgwire_pubsub, pgpubsub): ``listen``, ``notify``,
-    ``get_events`` (everything waiting) for the burst, ``get_event`` for ping-pong."""
+    ``get_events`` (everything waiting) or ``for e in events()`` for the receive
+    workloads, ``get_event`` for ping-pong."""
+
+    way_labels: ClassVar[Dict[str, str]] = {"get_events": "get_events()",
+                                            "events": "for e in events()"}
 
     def listen(self, conn: Any, channel: str) -> None:
         conn.listen(channel)
@@ -372,7 +431,9 @@ class PubSubApi(Library):
     def notify_one(self, conn: Any, channel: str, payload: str) -> None:
         conn.notify(channel, payload)
 
-    def receive(self, conn: Any, count: int) -> Optional[str]:
+    def receive(self, conn: Any, count: int, way: str = "") -> Optional[str]:
+        if way == "events":
+            return take_each(count, conn.events(select_timeout=STALL, yield_timeouts=True))
         return take_batches(count, functools.partial(conn.get_events, select_timeout=STALL),
                             operator.attrgetter("payload"))
 

@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
+from bench_library import RECEIVE_WORKLOADS
+
 BASELINE = "psycopg2"
 US = "\u00b5s"  # micro sign
 TIMES = "\u00d7"  # multiplication sign
@@ -40,13 +42,15 @@ PER_NOTIFICATION = [
 ]
 
 METRICS: Dict[str, List[Metric]] = {
+    "app_traffic": PER_NOTIFICATION,
+    "trigger_burst": PER_NOTIFICATION,
+    "receive_burst": PER_NOTIFICATION,
     "connect": [
         Metric("rate", "connections/s", True),
         Metric("cpu_us", f"CPU {US} / connection", False),
     ],
     "notify": PER_NOTIFICATION,
     "notify_many": PER_NOTIFICATION,
-    "receive_burst": PER_NOTIFICATION,
     "pingpong": [
         Metric("median_us", f"median {US}", False),
         Metric("p99_us", f"p99 {US}", False),
@@ -64,10 +68,12 @@ METRICS: Dict[str, List[Metric]] = {
 
 # (left, right) metric of each workload's row in the chart
 CHART: Dict[str, Tuple[str, str]] = {
+    "app_traffic": ("cpu_us", "rate"),
+    "trigger_burst": ("cpu_us", "rate"),
+    "receive_burst": ("cpu_us", "rate"),
     "connect": ("cpu_us", "rate"),
     "notify": ("cpu_us", "rate"),
     "notify_many": ("cpu_us", "rate"),
-    "receive_burst": ("cpu_us", "rate"),
     "pingpong": ("cpu_us", "median_us"),
     "memory": ("bytes_traced", "bytes_rss"),
     "import": ("cpu_ms", "import_ms"),
@@ -81,6 +87,13 @@ def signed(value: float) -> str:
 
 def title(workload: str, counts: Dict[str, Any]) -> str:
     c = counts.get(workload, {})
+    if workload == "app_traffic":
+        return (f"Application traffic: a backlog of {c.get('count', '?'):,} notifications "
+                "from many small transactions of 4 senders on 8 channels, JSON rows of "
+                "60-240 bytes")
+    if workload == "trigger_burst":
+        return (f"Trigger burst: one UPDATE of {c.get('count', '?'):,} rows of a table with "
+                "pgwire_pubsub.triggers' trigger, each row as JSON")
     if workload == "connect":
         return f"Connect, SCRAM-SHA-256 authentication, close ({c.get('count', '?'):,} times)"
     if workload == "notify":
@@ -89,8 +102,8 @@ def title(workload: str, counts: Dict[str, Any]) -> str:
         return (f"notify_many, batches of {c.get('size', '?'):,} "
                 f"({c.get('batches', '?')} batches)")
     if workload == "receive_burst":
-        return (f"Receive burst: {c.get('count', '?'):,} notifications of 64 bytes "
-                "from one transaction")
+        return (f"One-sender burst: {c.get('count', '?'):,} notifications of 64 bytes "
+                "on one channel from one transaction")
     if workload == "pingpong":
         return f"Ping-pong between two connections ({c.get('count', '?'):,} round trips)"
     if workload == "memory":
@@ -135,6 +148,18 @@ class Report:
         self.raw = raw
         self.workloads = workloads
         self.labels = {p["key"]: p["label"] for p in peers}
+
+    @staticmethod
+    def shows(peer: Dict[str, Any], workload: str) -> bool:
+        """Whether ``workload`` was run for ``peer``: a library's other ways run only the
+        receive workloads."""
+        return bool(peer.get("primary", True)) or workload in RECEIVE_WORKLOADS
+
+    @staticmethod
+    def row_label(peer: Dict[str, Any], workload: str) -> str:
+        """The library, and in the receive workloads how it receives, when it has ways."""
+        way = peer.get("way_label") if workload in RECEIVE_WORKLOADS and peer.get("way") else ""
+        return f"{peer['label']} {way}" if way else str(peer["label"])
 
     # -- numbers ---------------------------------------------------------------------
 
@@ -191,29 +216,46 @@ class Report:
             out.append({"target": target, "measured": measured, "holds": holds})
 
         def vs(metric: str, workload: str, unit: str, limit: float, lower: bool,
-               target: str, peer: str = BASELINE) -> None:
-            mine, theirs = self.median(me, workload, metric), self.median(peer, workload, metric)
+               target: str, peer: str = BASELINE, who: str = me) -> None:
+            mine, theirs = self.median(who, workload, metric), self.median(peer, workload, metric)
             if mine is None or theirs is None:
                 return
             r = mine / theirs
             add(target, f"{fmt(mine)} vs {fmt(theirs)} {unit} ({r:.2f}{TIMES})",
                 r <= limit if lower else r >= limit)
 
-        if "receive_burst" in self.workloads:
-            vs("cpu_us", "receive_burst", f"{US}/notification", 1.0, True,
-               "receive burst: CPU per notification \u2264 psycopg2")
-            mine = self.median(me, "receive_burst", "cpu_us")
+        def less_than(workload: str, factor: float, name: str) -> None:
+            mine = self.median(me, workload, "cpu_us")
             for peer in ("psycopg", "asyncpg", "pg8000"):
-                theirs = self.median(peer, "receive_burst", "cpu_us")
+                theirs = self.median(peer, workload, "cpu_us")
                 if mine and theirs is not None:
                     r = theirs / mine
-                    add(f"receive burst: CPU per notification \u2265 2.5{TIMES} less than {peer}",
-                        f"{fmt(mine)} vs {fmt(theirs)} {US} ({r:.2f}{TIMES} less)", r >= 2.5)
+                    add(f"{name}: CPU per notification \u2265 {factor:g}{TIMES} less than {peer}",
+                        f"{fmt(mine)} vs {fmt(theirs)} {US} ({r:.2f}{TIMES} less)", r >= factor)
+
+        per = f"{US}/notification"
+        ways = ((me, "get_events()"), (f"{me}:events", "events()"))
+        if "app_traffic" in self.workloads:
+            for who, way in ways:
+                vs("cpu_us", "app_traffic", per, 1.2, True, f"application traffic, {way}: CPU "
+                   f"per notification \u2264 1.2{TIMES} psycopg2", who=who)
+            less_than("app_traffic", 1.5, "application traffic")
+            vs("cpu_us", "app_traffic", per, 0.6, True, "application traffic on PyPy: CPU per "
+               f"notification \u2264 0.6{TIMES} psycopg2 (on CPython)", who=f"{me}@pypy")
+        if "trigger_burst" in self.workloads:
+            for who, way in ways:
+                vs("cpu_us", "trigger_burst", per, 1.0, True,
+                   f"trigger burst, {way}: CPU per notification \u2264 psycopg2", who=who)
+        if "receive_burst" in self.workloads:
+            for who, way in ways:
+                vs("cpu_us", "receive_burst", per, 1.0, True,
+                   f"one-sender burst, {way}: CPU per notification \u2264 psycopg2", who=who)
+            less_than("receive_burst", 2.5, "one-sender burst")
             vs("rate", "receive_burst", "notifications/s", 1.0, False,
-               "receive burst: wall-clock rate \u2265 psycopg2")
+               "one-sender burst: wall-clock rate \u2265 psycopg2")
         if "notify" in self.workloads:
-            vs("cpu_us", "notify", f"{US}/notification", 1.1, True,
-               f"sequential notify: CPU \u2264 1.1{TIMES} psycopg2")
+            vs("cpu_us", "notify", per, 1.25, True,
+               f"sequential notify: CPU \u2264 1.25{TIMES} psycopg2")
         speedup = self.notify_many_speedup(me)
         if speedup is not None:
             add(f"notify_many \u2265 20{TIMES} the sequential notify rate",
@@ -245,6 +287,8 @@ class Report:
             key = p["key"]
             summary[key] = {}
             for w in self.workloads:
+                if not self.shows(p, w):
+                    continue
                 entry: Dict[str, Any] = {}
                 for metric in METRICS[w]:
                     s = self.stat(key, w, metric.key)
@@ -282,7 +326,8 @@ class Report:
             f"- Python: {m['python']}" + (f"; PyPy: {m['pypy']}" if m.get("pypy") else ""),
             f"- PostgreSQL {m['postgresql']}: {m['server']}; TLS and GSS encryption off for "
             f"every client; the connect workload's role: `{m.get('connect_role')}`",
-            "- libraries: " + ", ".join(p["label"] for p in self.peers)
+            "- libraries: " + ", ".join(p["label"] for p in self.peers
+                                        if p.get("primary", True))
             + (f"; pgwire_pubsub from the checkout at `{m['checkout']}`"
                if m.get("checkout") else ""),
             "",
@@ -298,17 +343,23 @@ class Report:
             lines += self._table(w)
         lines += ["## How each library is used", ""]
         for p in self.peers:
-            if p["python"] == self.peers[0]["python"] and p.get("how"):
+            if (p["python"] == self.peers[0]["python"] and p.get("how")
+                    and p.get("primary", True)):
                 lines.append(f"- {p['how']}")
         lines += [
             "",
-            "CPU is `time.process_time()` of the client process per operation (in the burst, "
-            "the committing thread's own CPU time is left out); ping-pong runs both "
-            "connections in one process, so its CPU is both sides'. The burst's sender runs "
-            "`SELECT count(pg_notify('bench', lpad(i::text, 64, 'x'))) FROM "
-            "generate_series(1, N) i` in a transaction before the clock starts (count() so "
-            "that it gets one row back), and a thread commits once it has started. Import "
-            "times use a private bytecode cache filled by a first, untimed import.",
+            "CPU is `time.process_time()` of the client process per operation (in the "
+            "one-sender burst, the committing thread's own CPU time is left out); ping-pong "
+            "runs both connections in one process, so its CPU is both sides'. The "
+            "application traffic and the trigger burst are made by the server while the "
+            "listener reads nothing (4 concurrent `DO` blocks that commit every few "
+            "notifications; a fresh table's bulk `UPDATE`), and the clock runs while the "
+            "listener takes the backlog (`benchmarks/bench_backlog.py`). The one-sender "
+            "burst's sender runs `SELECT count(pg_notify('bench', lpad(i::text, 64, 'x'))) "
+            "FROM generate_series(1, N) i` in a transaction before the clock starts "
+            "(count() so that it gets one row back), and a thread commits once it has "
+            "started. Import times use a private bytecode cache filled by a first, untimed "
+            "import.",
             "",
         ]
         return "\n".join(lines)
@@ -327,9 +378,11 @@ class Report:
         lines = [f"## {title(workload, self.meta.get('counts', {}))}", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for p in self.peers:
+            if not self.shows(p, workload):
+                continue
             key = p["key"]
             status = self.status(key, workload)
-            row = [p["label"]]
+            row = [self.row_label(p, workload)]
             if status:
                 row += [status] + [""] * (len(head) - 2)
                 lines.append("| " + " | ".join(row) + " |")
@@ -365,20 +418,21 @@ class Report:
         except ImportError:
             return None
         rows = [w for w in self.workloads if w in CHART]
-        labels = [p["label"] for p in self.peers]
         fig, axes = plt.subplots(len(rows), 2, figsize=(13, 2.2 + 1.0 * len(rows) *
-                                                          max(2.0, len(labels) * 0.35)),
+                                                          max(2.0, len(self.peers) * 0.35)),
                                  squeeze=False)
         palette = {(True, False): "#d62728", (True, True): "#ff9896",
                    (False, False): "#1f77b4", (False, True): "#aec7e8"}
-        colors = [palette[p["lib"] == "pgwire_pubsub", p["implementation"] == "PyPy"]
-                  for p in self.peers]
         for i, workload in enumerate(rows):
+            peers = [p for p in self.peers if self.shows(p, workload)]
+            labels = [self.row_label(p, workload) for p in peers]
+            colors = [palette[p["lib"] == "pgwire_pubsub", p["implementation"] == "PyPy"]
+                      for p in peers]
             for j, key in enumerate(CHART[workload]):
                 ax = axes[i][j]
                 metric = next(x for x in METRICS[workload] if x.key == key)
                 values, low, high = [], [], []
-                for p in self.peers:
+                for p in peers:
                     s = self.stat(p["key"], workload, key)
                     values.append(s.median if s else 0.0)
                     low.append(s.median - s.low if s else 0.0)

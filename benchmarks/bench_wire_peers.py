@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import Any, Dict, List, Optional, Tuple
 
+import bench_backlog
 from bench_library import (
     CHANNEL,
     SEQ_CHANNEL,
@@ -36,13 +37,16 @@ from bench_library import (
 
 
 class Pgwire(PubSubApi):
-    """pgwire_pubsub: ``notify``, ``notify_many``, ``get_events`` (a list of everything
-    waiting) for the burst, ``get_event`` for ping-pong.  Pending notifications wait in
-    ``conn.notifications``; ``conn.ping()`` (an empty query) reads without taking."""
+    """pgwire_pubsub: ``notify``, ``notify_many``; every receive workload both ways,
+    ``get_events`` (a list of everything waiting) and ``for e in pubsub.events()``
+    (pgpubsub's documented loop); ``get_event`` for ping-pong.  Pending notifications
+    wait in ``conn.notifications``; ``conn.ping()`` (an empty query) reads without
+    taking."""
 
     name = "pgwire_pubsub"
     module = "pgwire_pubsub"
     notify_many_how = "pubsub.notify_many()"
+    ways = ("get_events", "events")
 
     def open(self, params: Optional[ConnInfo] = None) -> Any:
         return self.m.connect(**{"sslmode": "disable", **(params or self.main)})
@@ -103,7 +107,7 @@ class Pg8000(Library):
             conn.notifications = deque()
         return batch
 
-    def receive(self, conn: Any, count: int) -> Optional[str]:
+    def receive(self, conn: Any, count: int, way: str = "") -> Optional[str]:
         return take_batches(count, lambda: self._collect(conn), operator.itemgetter(2))
 
     def receive_one(self, conn: Any) -> Any:
@@ -193,7 +197,7 @@ class Asyncpg(Library):
         check_last(state["last"], count)
         return meter
 
-    def receive_burst(self, count: int, warmup: int) -> Result:
+    def receive_burst(self, count: int, warmup: int, way: str = "") -> Result:
         async def run() -> Result:
             listener, sender = await self._connect(), await self._connect()
             state: Dict[str, Any] = {}
@@ -209,6 +213,37 @@ class Asyncpg(Library):
             meter = await self._async_burst(sender, state, count)
             await listener.close()
             await sender.close()
+            return meter.result(count)
+
+        return asyncio.run(run())
+
+    def backlog(self, workload: str, count: int, warmup: int, way: str = "") -> Result:
+        """The backlog is made while the loop is held (``make`` blocks it), so that the
+        listener reads nothing meanwhile; the clock runs while the callbacks take it."""
+        channels, make, check = bench_backlog.SHAPES[workload]
+
+        async def run() -> Result:
+            listener = await self._connect()
+            loop = asyncio.get_running_loop()
+            state: Dict[str, Any] = {}
+
+            def on_notify(conn: Any, pid: int, channel: str, p: str) -> None:
+                state["received"] += 1
+                if state["received"] == state["target"]:
+                    state["last"] = p
+                    state["done"].set_result(None)
+
+            for channel in channels:
+                await listener.add_listener(channel, on_notify)
+            meter = Meter()
+            for n in (warmup, count):
+                make(self.main, n)
+                state.update(received=0, target=n, done=loop.create_future(), last=None)
+                meter = Meter()
+                await asyncio.wait_for(state["done"], STALL * 5)
+                meter.stop()
+                check(state["last"], n)
+            await listener.close()
             return meter.result(count)
 
         return asyncio.run(run())

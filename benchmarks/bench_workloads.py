@@ -29,7 +29,7 @@ import traceback
 from typing import Any, Dict, List, Optional, Type
 
 from bench_libpq_peers import Pgpubsub, Psycopg2, Psycopg3
-from bench_library import PAYLOAD_SIZE, ROOT, ConnInfo, Library, Result
+from bench_library import PAYLOAD_SIZE, RECEIVE_WORKLOADS, ROOT, ConnInfo, Library, Result
 from bench_wire_peers import Asyncpg, Pg8000, Pgwire
 
 LIBRARIES: Dict[str, Type[Library]] = {
@@ -87,8 +87,14 @@ def run(lib: str, workload: str, conninfo: ConnInfo, opts: Dict[str, Any]) -> Re
         result = bench.notify_many(int(opts["batches"]), int(opts["size"]))
         result["how"] = cls.notify_many_how
         return result
-    if workload == "receive_burst":
-        return bench.receive_burst(int(opts["count"]), int(opts.get("warmup", 0)) or 1000)
+    way = str(opts.get("way", cls.ways[0]))
+    if way not in cls.ways:
+        raise ValueError(f"{lib} receives in these ways: {', '.join(cls.ways)}; not {way!r}")
+    if workload in RECEIVE_WORKLOADS:
+        count, warmup = int(opts["count"]), int(opts.get("warmup", 0)) or 1000
+        if workload == "receive_burst":
+            return bench.receive_burst(count, warmup, way)
+        return bench.backlog(workload, count, warmup, way)
     if workload == "pingpong":
         return bench.pingpong(int(opts["count"]))
     if workload == "memory":

@@ -6,10 +6,12 @@ and pg8000, on every workload, in one command.
     python benchmarks/run.py --pypy          # also pgwire_pubsub and pg8000 under PyPy
     python benchmarks/run.py --dsn 'host=... user=...' [--connect-dsn '...']
 
-Workloads: connect (with SCRAM), notify, notify_many, receive_burst, pingpong, memory,
-import.  Each library's run of a workload is a fresh process (``bench_workloads.py``; the
-workloads are in ``bench_library.py``, the libraries in ``bench_libpq_peers.py`` and
-``bench_wire_peers.py``); rounds interleave the libraries, and the report gives the
+Workloads: app_traffic, trigger_burst and receive_burst (the receive workloads, each in
+every way a library receives: pgwire_pubsub's ``get_events()`` and ``events()``),
+connect (with SCRAM), notify, notify_many, pingpong, memory, import.  Each library's
+run of a workload is a fresh process (``bench_workloads.py``; the workloads are in
+``bench_library.py`` and ``bench_backlog.py``, the libraries in ``bench_libpq_peers.py``
+and ``bench_wire_peers.py``); rounds interleave the libraries, and the report gives the
 median with min-max over rounds, and ratios to psycopg2.  Writes ``results/<name>.md``,
 ``.json`` and ``.png``.
 Peers that do not import are skipped (``pip install -e '.[bench]'`` brings them).
@@ -41,7 +43,9 @@ import bench_report  # noqa: E402
 import bench_workloads  # noqa: E402
 
 WORKER = os.path.join(HERE, "bench_workloads.py")
-WORKLOADS = ["connect", "notify", "notify_many", "receive_burst", "pingpong", "memory", "import"]
+WORKLOADS = ["app_traffic", "trigger_burst", "receive_burst", "connect", "notify",
+             "notify_many", "pingpong", "memory", "import"]
+RECEIVE_WORKLOADS = bench_library.RECEIVE_WORKLOADS
 LIBS = ["pgwire_pubsub", "pgpubsub", "psycopg2", "psycopg", "asyncpg", "pg8000"]
 PYPY_LIBS = ["pgwire_pubsub", "pg8000"]  # the pure-Python ones
 # Run only when named; bench_fanout.py measures it, on a throwaway cluster of its own that
@@ -49,6 +53,8 @@ PYPY_LIBS = ["pgwire_pubsub", "pg8000"]  # the pure-Python ones
 FANOUT = "fanout"
 
 FULL: Dict[str, Dict[str, int]] = {
+    "app_traffic": {"count": 100_000, "warmup": 10_000},
+    "trigger_burst": {"count": 100_000, "warmup": 10_000},
     "connect": {"count": 200},
     "notify": {"count": 5000},
     "notify_many": {"batches": 20, "size": 1000},
@@ -58,6 +64,8 @@ FULL: Dict[str, Dict[str, int]] = {
     "import": {"repeats": 10},
 }
 QUICK: Dict[str, Dict[str, int]] = {
+    "app_traffic": {"count": 2000, "warmup": 200},
+    "trigger_burst": {"count": 2000, "warmup": 200},
     "connect": {"count": 5},
     "notify": {"count": 50},
     "notify_many": {"batches": 2, "size": 1000},
@@ -70,17 +78,26 @@ QUICK: Dict[str, Dict[str, int]] = {
 
 @dataclass
 class Peer:
-    key: str  # e.g. "pg8000" or "pg8000@pypy"
+    """A library under one interpreter, receiving in one of its ways: its first way runs
+    every workload, any other way only the receive workloads."""
+
+    key: str  # e.g. "pg8000", "pg8000@pypy", "pgwire_pubsub:events@pypy"
     lib: str
     python: str
     implementation: str  # CPython or PyPy
     version: str
     how: str = ""  # how the suite uses the library
+    way: str = ""  # how it receives ("" when it has one way)
+    way_label: str = ""  # that way, as the receive workloads' tables name it
+    primary: bool = True  # the library's first way
 
     @property
     def label(self) -> str:
         suffix = " (PyPy)" if self.implementation == "PyPy" else ""
         return f"{self.lib} {self.version}{suffix}"
+
+    def runs(self, workload: str) -> bool:
+        return self.primary or workload in RECEIVE_WORKLOADS
 
 
 # -- the server -----------------------------------------------------------------------------
@@ -132,9 +149,13 @@ def find_peers(libs: List[str], python: str, log: bool = True) -> List[Peer]:
                 reason = (proc.stderr.strip().splitlines() or ["?"])[-1]
                 print(f"skipping {tag}: {reason}", file=sys.stderr)
             continue
-        key = lib if python == sys.executable else f"{lib}@{implementation.lower()}"
-        how = " ".join((bench_workloads.LIBRARIES[lib].__doc__ or "").split())
-        peers.append(Peer(key, lib, python, implementation, proc.stdout.strip(), how))
+        suffix = "" if python == sys.executable else f"@{implementation.lower()}"
+        cls = bench_workloads.LIBRARIES[lib]
+        how = " ".join((cls.__doc__ or "").split())
+        for n, way in enumerate(cls.ways):
+            key = lib + (f":{way}" if n else "") + suffix
+            peers.append(Peer(key, lib, python, implementation, proc.stdout.strip(), how,
+                              way, cls.way_labels.get(way, way), primary=n == 0))
     return peers
 
 
@@ -147,6 +168,8 @@ def default_pypy() -> Optional[str]:
 
 def run_worker(peer: Peer, workload: str, conninfo: Dict[str, Any], opts: Dict[str, Any],
                timeout: float, profile: int = 0) -> Dict[str, Any]:
+    if peer.way:
+        opts = {**opts, "way": peer.way}
     argv = [peer.python, WORKER, "--lib", peer.lib, "--workload", workload,
             "--conninfo", json.dumps(conninfo), "--opts", json.dumps(opts)]
     if profile:
@@ -298,13 +321,15 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 def bench(args: argparse.Namespace, conninfo: Dict[str, Any], server: str) -> Dict[str, Any]:
     counts = QUICK if args.quick else FULL
     if args.profile:
-        peer = find_peers(["pgwire_pubsub"], sys.executable)[0]
         for workload in args.workloads:
             if workload in ("import", "memory"):
                 continue
-            print(f"==== {workload}", file=sys.stderr)
-            print(describe(run_worker(peer, workload, conninfo, counts[workload],
-                                      args.timeout, profile=args.profile)), file=sys.stderr)
+            for peer in find_peers(["pgwire_pubsub"], sys.executable):
+                if peer.runs(workload):
+                    print(f"==== {workload} {peer.way_label}", file=sys.stderr)
+                    print(describe(run_worker(peer, workload, conninfo, counts[workload],
+                                              args.timeout, profile=args.profile)),
+                          file=sys.stderr)
         return {}
 
     peers = find_peers(args.libs, sys.executable)
@@ -346,10 +371,13 @@ def bench(args: argparse.Namespace, conninfo: Dict[str, Any], server: str) -> Di
         for workload in args.workloads:
             shift = round_number % len(peers)
             for peer in peers[shift:] + peers[:shift]:
+                if not peer.runs(workload):
+                    continue
                 result = run_one(peer, workload, conninfo, counts, args.timeout)
                 raw[peer.key][workload].append(result)
                 print(f"[round {round_number + 1}/{args.rounds}] {workload:<13} "
-                      f"{peer.label:<34} {describe(result)}", file=sys.stderr)
+                      f"{peer.label + ' ' + peer.way_label:<46} {describe(result)}",
+                      file=sys.stderr)
     meta["load_after"] = load_average()
     meta["duration_s"] = round(time.monotonic() - started, 1)
 

@@ -1,8 +1,12 @@
-"""Shared fixtures: ``pg`` (TLS), ``pg_nossl`` (TLS off) and ``wait_for``.
+"""Shared fixtures: ``pg`` (TLS), ``pg_nossl`` (TLS off), ``pg_build`` and ``wait_for``.
 
 ``pg`` is the session server of the package's own pytest plugin (``postgres_cluster``),
 which also offers ``postgres_server``, ``pubsub``, ``fake_backend`` and ``fault_proxy``.
 Server priority: PGWIRE_TEST_DSN > local server binaries > pgserver > testcontainers > skip.
+
+A test marked ``all_servers("feature")`` runs once per server build (see pgbuilds.py):
+``pg_build`` is parametrised over them, and ``pg`` is then that build's server (TLS only
+where the build has it). The feature names a row of docs/compatibility.md.
 """
 
 from __future__ import annotations
@@ -12,35 +16,86 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
+import compat
+import pgbuilds
 import pytest
 from aioadapter import AsyncClient
+from pgbuilds import Build
 
 import pgwire_pubsub
 from pgwire_pubsub._blocking.connection import connect_raw
 from pgwire_pubsub.testing import pgcluster
-from pgwire_pubsub.testing.pgcluster import Server
-from pgwire_pubsub.testing.plugin import session_server
+from pgwire_pubsub.testing.pgcluster import Cluster, Server, Unavailable
 
 # Also registered by the package's entry point, under this same name: loaded once.  Named
 # here too, so that the suite runs from a checkout that is not installed.
 pytest_plugins = ("pgwire_pubsub.testing.plugin", "pytester")
 
-SERVER_FIXTURES = {"pg", "pg_nossl", "postgres_cluster", "postgres_server", "pubsub",
-                   "async_pubsub", "fault_proxy"}
+SERVER_FIXTURES = {"pg", "pg_nossl", "pg_build", "postgres_cluster", "postgres_server",
+                   "pubsub", "async_pubsub", "fault_proxy"}
+
+# Servers of other builds (and the TLS-less one), by (build name, TLS): each runs until the
+# session ends, so that tests of one build and of another can come in any order without
+# restarts.  The main build's server is the plugin's postgres_cluster.
+_servers: Dict[Tuple[Optional[str], bool], Union[Server, Unavailable]] = {}
+
+
+def _server(tls: bool, build: Optional[Build]) -> Server:
+    from pgwire_pubsub.testing.postgres import start_server
+
+    key = (build.name if build else None, tls)
+    if key not in _servers:
+        try:
+            if build is not None:
+                _servers[key] = Cluster(tls=tls and build.tls, bindir=build.bindir).start()
+            else:
+                _servers[key] = start_server(tls)
+        except Unavailable as e:
+            _servers[key] = e
+    server = _servers[key]
+    if isinstance(server, Unavailable):
+        pytest.skip(str(server))
+    return server
+
+
+def _main_build() -> Optional[Build]:
+    found = pgbuilds.builds()
+    return found[0] if found else None
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for server in _servers.values():
+        if isinstance(server, Server):
+            server.cleanup()
+    _servers.clear()
 
 
 @pytest.fixture(scope="session")
-def pg(postgres_cluster: Server) -> Server:
-    """The main server: a local cluster with TLS, all roles, restartable."""
-    return postgres_cluster
+def pg_build(request: pytest.FixtureRequest) -> Optional[Build]:
+    """The server build under test: the one of an ``all_servers`` test's parameter, else
+    the main server's (None when that is not a local build)."""
+    build: Optional[Build] = getattr(request, "param", None) or _main_build()
+    if build is not None and build.missing:
+        pytest.skip(build.missing)
+    return build
 
 
 @pytest.fixture(scope="session")
-def pg_nossl() -> Iterator[Server]:
+def pg(pg_build: Optional[Build], request: pytest.FixtureRequest) -> Server:
+    """The main server: a local cluster with TLS, all roles, restartable; in an
+    ``all_servers`` test, the server of that test's build."""
+    if pg_build is None or pg_build is _main_build():
+        server: Server = request.getfixturevalue("postgres_cluster")
+        return server
+    return _server(True, pg_build)
+
+
+@pytest.fixture(scope="session")
+def pg_nossl() -> Server:
     """A second server with ``ssl = off``, started only when a test asks for it."""
-    yield from session_server(tls=False)
+    return _server(False, None)
 
 
 # The clients the behavioural suite runs on: the blocking one, and the asyncio one (through
@@ -133,6 +188,28 @@ def blocking_only(client_kind: str, why: str) -> None:
 def wait_for() -> Callable[..., Any]:
     """``wait_for(predicate, timeout=10, interval=0.02, message=None)``: poll, never sleep."""
     return pgcluster.wait_for
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    compat.configure(config)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    compat.addoption(parser)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("all_servers")
+    if marker is None:
+        return
+    compat.check_marker(marker, metafunc.definition.nodeid)
+    if "pg_build" not in metafunc.fixturenames:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: an all_servers test needs a "
+                                "server: the pg fixture, or pg_build for a server of its own")
+    if pgbuilds.builds():
+        found = pgbuilds.builds()
+        metafunc.parametrize("pg_build", found, ids=[b.name for b in found], indirect=True,
+                             scope="session")
 
 
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:

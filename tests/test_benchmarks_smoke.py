@@ -19,6 +19,7 @@ from typing import Any, Dict
 
 import pytest
 
+import pgwire_pubsub
 from pgwire_pubsub.testing.pgcluster import Server
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -29,6 +30,8 @@ import bench_report  # noqa: E402
 import bench_workloads  # noqa: E402
 
 TINY: Dict[str, Dict[str, Any]] = {
+    "app_traffic": {"count": 300, "warmup": 50},
+    "trigger_burst": {"count": 300, "warmup": 50},
     "connect": {"count": 2},
     "notify": {"count": 20},
     "notify_many": {"batches": 1, "size": 1000},
@@ -38,6 +41,8 @@ TINY: Dict[str, Dict[str, Any]] = {
     "memory": {"count": 500, "method": "rss" if bench_library.IS_PYPY else "traced"},
 }
 LIBS = sorted(bench_workloads.LIBRARIES)
+# Every library in every way it receives: (library, way) with "" for its only way.
+WAYS = [(lib, way) for lib in LIBS for way in bench_workloads.LIBRARIES[lib].ways]
 
 
 def load_runner() -> ModuleType:
@@ -63,7 +68,7 @@ def installed(lib: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("workload", sorted(TINY))
+@pytest.mark.parametrize("workload", sorted(set(TINY) - set(bench_library.RECEIVE_WORKLOADS)))
 @pytest.mark.parametrize("lib", LIBS)
 def test_workload(pg: Server, lib: str, workload: str) -> None:
     if not installed(lib):
@@ -79,6 +84,22 @@ def test_workload(pg: Server, lib: str, workload: str) -> None:
         assert result["rate"] > 0 and result["cpu_us"] >= 0
     if workload == "pingpong":
         assert 0 < result["median_us"] <= result["p99_us"]
+
+
+@pytest.mark.parametrize("workload", bench_library.RECEIVE_WORKLOADS)
+@pytest.mark.parametrize("lib,way", WAYS)
+def test_receive_workload_in_every_way(pg: Server, lib: str, way: str, workload: str) -> None:
+    if not installed(lib):
+        pytest.skip(f"{lib} is not installed (pip install -e '.[bench]')")
+    result = bench_workloads.run(lib, workload, conninfo(pg), {**TINY[workload], "way": way})
+    assert result["ops"] == TINY[workload]["count"]
+    assert result["rate"] > 0 and result["cpu_us"] >= 0
+
+
+def test_an_unknown_way_is_refused(pg: Server) -> None:
+    with pytest.raises(ValueError, match="pgwire_pubsub receives in these ways: get_events"):
+        bench_workloads.run("pgwire_pubsub", "app_traffic", conninfo(pg),
+                            {**TINY["app_traffic"], "way": "psychic"})
 
 
 @pytest.mark.parametrize("lib", LIBS)
@@ -100,6 +121,9 @@ def test_suite_command(pg: Server, tmp_path: Path) -> None:
     for workload in runner.WORKLOADS:
         assert "status" not in summary[workload], summary[workload]
         assert summary[workload], workload
+    # the other way: the receive workloads only, reported first
+    assert set(data["summary"]["pgwire_pubsub:events"]) == set(runner.RECEIVE_WORKLOADS)
+    assert runner.WORKLOADS[: len(runner.RECEIVE_WORKLOADS)] == list(runner.RECEIVE_WORKLOADS)
     fit = summary["memory"]["fit"]
     assert math.isfinite(fit["per_payload_byte"]) and math.isfinite(fit["constant"])
     if fit["method"] == "traced":  # RSS growth (PyPy) over --quick's few notifications is noise
@@ -108,6 +132,9 @@ def test_suite_command(pg: Server, tmp_path: Path) -> None:
     assert saved["meta"]["postgresql"]
     markdown = (tmp_path / "smoke.md").read_text()
     assert "## Targets" in markdown and "notify_many" in markdown
+    assert f"pgwire_pubsub {pgwire_pubsub.__version__}" in markdown
+    assert " for e in events() |" in markdown
+    assert markdown.index("## Application traffic") < markdown.index("## Connect")
     (tmp_path / "smoke.md").unlink()
     bench_report.main([str(tmp_path / "smoke.json")])
     assert (tmp_path / "smoke.md").read_text() == markdown

@@ -1,9 +1,10 @@
-"""Long runs of one sender's notifications, decoded many at a time (protocol/bulk.py).
+"""Long runs of one sender's notifications with payloads of one length, decoded many at a
+time (protocol/_bulk.py).
 
-``take_run`` is checked on its own, then the decoder with it is compared with
-the decoder without it (one message at a time) on valid runs in any chunking
-and on runs with bytes changed anywhere: both must deliver the same
-notifications and raise the same error.
+``take_run`` is checked on its own, then the decoder with it is compared with the
+decoder without it (one message at a time) on runs in any chunking and with bytes
+changed anywhere: both must deliver the same notifications and raise the same error.
+Payloads of varying lengths never reach it.
 """
 
 from __future__ import annotations
@@ -32,38 +33,46 @@ def run_bytes(payloads: List[str], pid: int = PID, channel: str = "bench") -> by
 
 
 START = 5 + len(SOURCE)  # the first notification's payload: after type, length and source
+LENGTH = len(notify(PID, "bench", "p00")) - 1  # the length field of a 3-byte payload's message
 
 
 # -- take_run on its own ------------------------------------------------------
 
 
 def test_takes_every_whole_message_but_the_last() -> None:
-    payloads = ["a", "", "ccc", "é€😀", "x" * 300, "d"]
+    payloads = ["ab", "cd", "é", "ef", "gh"]  # two bytes of UTF-8 each
     stream = run_bytes(payloads)
-    start = START
-    taken = bulk.take_run(stream, start, 1, len(stream), SOURCE)
+    length = len(notify(PID, "bench", "ab")) - 1
+    taken = bulk.take_run(stream, START, length, 100, SOURCE)
     assert taken is not None
     texts, next_start = taken
     assert texts == payloads[:-1]
-    assert stream[next_start:] == notify(PID, "bench", "d")
+    assert stream[next_start:] == notify(PID, "bench", "gh")
 
 
-def test_stops_at_the_window() -> None:
+def test_stops_at_the_limit() -> None:
     stream = run_bytes([f"p{i:02d}" for i in range(20)])
     size = len(notify(PID, "bench", "p00"))
-    taken = bulk.take_run(stream, START, 3, 5 * size + START, SOURCE)  # the 6th's source in it
+    taken = bulk.take_run(stream, START, LENGTH, 5, SOURCE)
     assert taken is not None
     assert taken[0] == ["p00", "p01", "p02", "p03", "p04"]
     assert taken[1] == 5 * size
 
 
 def test_a_message_cut_short_by_the_chunk_is_left() -> None:
-    stream = run_bytes(["one", "two", "three", "four"])
+    stream = run_bytes(["one", "two", "six", "ten"])
     chunk = stream[:-3]
-    taken = bulk.take_run(chunk, START, 3, len(chunk), SOURCE)
+    taken = bulk.take_run(chunk, START, LENGTH, 100, SOURCE)
     assert taken is not None
-    assert taken[0] == ["one", "two", "three"]
-    assert chunk[taken[1] :] == notify(PID, "bench", "four")[:-3]
+    assert taken[0] == ["one", "two", "six"]
+    assert chunk[taken[1] :] == notify(PID, "bench", "ten")[:-3]
+
+
+def test_the_next_message_may_have_another_length() -> None:
+    stream = run_bytes(["one", "two", "six", "a longer one"])
+    taken = bulk.take_run(stream, START, LENGTH, 100, SOURCE)
+    assert taken is not None
+    assert taken[0] == ["one", "two", "six"]
 
 
 def _corrupt(stream: bytes, at: int, value: bytes) -> bytes:
@@ -79,46 +88,50 @@ RUN = run_bytes([f"p{i:02d}" for i in range(10)])
 
 
 @pytest.mark.parametrize(
-    "why,stream,first_size",
+    "why,stream,length",
     [
-        ("a length one too long", _corrupt(RUN, _nth(4) + 1, struct.pack("!i", 17)), 3),
-        ("a length one too short", _corrupt(RUN, _nth(4) + 1, struct.pack("!i", 15)), 3),
-        ("a NUL in a payload", _corrupt(RUN, _nth(4) + START, b"\0"), 3),
-        ("invalid UTF-8 in a payload", _corrupt(RUN, _nth(4) + START, b"\xff"), 3),
-        ("another type", _corrupt(RUN, _nth(4), b"N"), 3),
+        ("a length one too long", _corrupt(RUN, _nth(4) + 1, struct.pack("!i", LENGTH + 1)),
+         LENGTH),
+        ("a length one too short", _corrupt(RUN, _nth(4) + 1, struct.pack("!i", LENGTH - 1)),
+         LENGTH),
+        ("a NUL in a payload", _corrupt(RUN, _nth(4) + START, b"\0"), LENGTH),
+        ("invalid UTF-8 in a payload", _corrupt(RUN, _nth(4) + START, b"\xff"), LENGTH),
+        ("another type", _corrupt(RUN, _nth(4), b"N"), LENGTH),
         ("another sender in between", RUN[: _nth(4)] + notify(99, "bench", "p") + RUN[_nth(4) :],
-         3),
+         LENGTH),
+        ("another length in between", RUN[: _nth(4)] + notify(PID, "bench", "pp") + RUN[_nth(4) :],
+         LENGTH),
         ("another message in between", RUN[: _nth(4)] + command_complete("X") + RUN[_nth(4) :],
-         3),
-        ("the first length disagreeing", RUN, 4),
-        ("the last one taken unterminated", _corrupt(RUN, _nth(9) - 1, b"x"), 3),
+         LENGTH),
+        ("the first length disagreeing", RUN, LENGTH + 1),
+        ("the last one taken unterminated", _corrupt(RUN, _nth(9) - 1, b"x"), LENGTH),
         ("a longer payload than its length says", RUN[: _nth(4) + START] + b"zz"
-         + RUN[_nth(4) + START :], 3),
+         + RUN[_nth(4) + START :], LENGTH),
     ],
 )
-def test_refuses_what_is_not_exactly_such_a_run(why: str, stream: bytes, first_size: int) -> None:
-    assert bulk.take_run(stream, START, first_size, len(stream), SOURCE) is None
+def test_refuses_what_is_not_exactly_such_a_run(why: str, stream: bytes, length: int) -> None:
+    assert bulk.take_run(stream, START, length, 100, SOURCE) is None
 
 
 def test_a_first_payload_longer_than_its_length_says() -> None:
     stream = RUN[:START] + b"zz" + RUN[START:]  # "zzp00": 5 bytes where the header says 3
-    assert bulk.take_run(stream, START, 3, len(stream), SOURCE) is None
+    assert bulk.take_run(stream, START, LENGTH, 100, SOURCE) is None
 
 
 def short_last_piece() -> bytes:
     """A run whose last message is followed, too soon, by the bytes a header starts with
     and then the source: a piece shorter than any trailer."""
-    return RUN + b"A" + struct.pack("!i", 3 + len(SOURCE) - 1) + SOURCE + b"\0Ax" + SOURCE
+    return RUN + b"A" + struct.pack("!i", LENGTH) + SOURCE + b"\0Ax" + SOURCE
 
 
 def test_a_piece_shorter_than_a_trailer_is_refused() -> None:
     stream = short_last_piece()
-    assert bulk.take_run(stream, START, 3, len(stream), SOURCE) is None
+    assert bulk.take_run(stream, START, LENGTH, 100, SOURCE) is None
 
 
 def test_fewer_than_two_is_left_to_the_caller() -> None:
     stream = run_bytes(["one", "two"])
-    assert bulk.take_run(stream, START, 3, len(stream), SOURCE) is None
+    assert bulk.take_run(stream, START, LENGTH, 100, SOURCE) is None
 
 
 # -- the decoder with and without it --------------------------------------------
@@ -148,8 +161,9 @@ def decode(chunks: List[bytes], with_pending: bool, bulk_after: int) -> Outcome:
         decoder_module._BULK_AFTER = saved
 
 
-def test_the_decoder_takes_long_runs_in_bulk(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: List[Optional[Tuple[List[str], int]]] = []
+def counting_take_run(monkeypatch: pytest.MonkeyPatch) -> List[Any]:
+    """take_run's answers, as the decoder calls it."""
+    calls: List[Any] = []
 
     def counting(*args: Any) -> Optional[Tuple[List[str], int]]:
         result = bulk.take_run(*args)
@@ -157,7 +171,14 @@ def test_the_decoder_takes_long_runs_in_bulk(monkeypatch: pytest.MonkeyPatch) ->
         return result
 
     monkeypatch.setattr(decoder_module, "take_run", counting)
-    payloads = [str(i) * (i % 7) for i in range(2000)]
+    return calls
+
+
+def test_the_decoder_takes_long_runs_of_one_length_in_bulk(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = counting_take_run(monkeypatch)
+    payloads = [str(i).rjust(6, "x") for i in range(2000)]
     expected = [m.Notify(PID, "bench", p) for p in payloads]
     assert decode([run_bytes(payloads)], True, 8) == (expected, None)
     taken = [c for c in calls if c is not None]
@@ -165,32 +186,49 @@ def test_the_decoder_takes_long_runs_in_bulk(monkeypatch: pytest.MonkeyPatch) ->
     assert len(taken) < 12  # in windows that keep doubling
 
 
-@pytest.mark.parametrize("with_pending", [False, True])
-def test_a_piece_shorter_than_a_trailer_fails_as_one_at_a_time(with_pending: bool) -> None:
-    messages, error = decode([short_last_piece()], with_pending, 8)
-    assert (messages, error) == decode([short_last_piece()], with_pending, 10**9)
-    assert len(messages) == 10 and error is not None and "NUL-terminated" in error
+def test_payloads_of_varying_lengths_never_try_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = counting_take_run(monkeypatch)
+    payloads = ["x" * (i % 7) for i in range(2000)]
+    expected = [m.Notify(PID, "bench", p) for p in payloads]
+    assert decode([run_bytes(payloads)], True, 8) == (expected, None)
+    assert calls == []
 
 
-def test_a_failed_try_costs_at_most_twice_the_bytes_read_meanwhile(
+def test_without_a_pending_queue_nothing_is_taken_in_bulk(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Runs of tiny payloads each ended by one large one and another sender: every try
-    at the large one fails.  The bytes all windows span stay a small multiple of the
-    input's (a window sized by the large message alone made that multiple grow with
-    the input, so that 8 MB took 30 times longer to decode)."""
+    calls = counting_take_run(monkeypatch)
+    payloads = ["x" * 6] * 100
+    assert decode([run_bytes(payloads)], False, 8) == (
+        [m.Notify(PID, "bench", p) for p in payloads], None)
+    assert calls == []
+
+
+@pytest.mark.parametrize("with_pending", [False, True])
+def test_a_piece_shorter_than_a_trailer_fails_as_one_at_a_time(with_pending: bool) -> None:
+    messages, error = decode([short_last_piece()], with_pending, 2)
+    assert (messages, error) == decode([short_last_piece()], with_pending, 10**9)
+    assert len(messages) == 10 and error is not None and "more than two strings" in error
+
+
+def test_a_failed_try_costs_at_most_twice_the_messages_read_meanwhile(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose every try fails: each payload ends with its sender's pid and channel,
+    which with the payload's NUL make the bytes a split looks for.  The messages all
+    windows span stay a small multiple of the input's."""
     spans: List[int] = []
 
-    def measuring(buf: bytes, start: int, first_size: int, stop: int, source: bytes) -> Any:
-        spans.append(min(stop, len(buf)) - start)
-        return bulk.take_run(buf, start, first_size, stop, source)
+    def measuring(buf: bytes, start: int, length: int, limit: int, source: bytes) -> Any:
+        spans.append(min(limit, (len(buf) - start) // (length + 1) + 1))
+        return bulk.take_run(buf, start, length, limit, source)
 
     monkeypatch.setattr(decoder_module, "take_run", measuring)
-    block = (run_bytes(["p"] * 500) + notify(PID, "bench", "x" * 8000) + notify(9, "z"))
-    stream = block * 40
-    messages, error = decode([stream], False, 8)
-    assert error is None and len(messages) == 502 * 40
-    assert sum(spans) < 4 * len(stream)
+    pid = 0x01020304  # no NUL in its bytes, so that they can end a payload
+    payload = "q\x01\x02\x03\x04bench"
+    messages, error = decode([run_bytes([payload] * 4000, pid)], True, 8)
+    assert error is None and messages == [m.Notify(pid, "bench", payload)] * 4000
+    assert spans and sum(spans) < 4 * 4000
 
 
 def test_one_message_at_a_time_never_takes_a_run() -> None:
@@ -207,13 +245,16 @@ payload_text = st.text(st.characters(codec="utf-8", exclude_characters="\0"), ma
 
 @st.composite
 def runs(draw: st.DrawFn) -> bytes:
-    """Several runs of one sender each (some long), with an occasional other message."""
+    """Several runs of one sender each (some long, of one payload length), with an
+    occasional other message."""
     parts = []
     for _ in range(draw(st.integers(1, 4))):
         pid, channel = draw(senders)
         count = draw(st.integers(1, 60))
         if draw(st.booleans()):
-            parts.append(run_bytes(["x" * draw(st.integers(0, 9))] * count, pid, channel))
+            width = draw(st.integers(0, 9))
+            parts.append(run_bytes([str(i).rjust(width, "x")[-width:] if width else ""
+                                    for i in range(count)], pid, channel))
         else:
             parts.append(run_bytes(draw(st.lists(payload_text, min_size=count,
                                                  max_size=count)), pid, channel))
@@ -243,4 +284,5 @@ def test_same_as_one_at_a_time_with_bytes_changed(
     for at, value in changes:
         at %= len(stream)
         stream = stream[:at] + value + stream[at + len(value) :]
+    assert decode([stream], True, 2) == decode([stream], True, 10**9)
     assert decode([stream], with_pending, 2) == decode([stream], with_pending, 10**9)

@@ -22,6 +22,8 @@ name = text.filter(bool)
 blob = st.binary(max_size=60)
 int32 = st.integers(-(2**31), 2**31 - 1)
 uint32 = st.integers(0, 2**32 - 1)
+uint16 = st.integers(0, 2**16 - 1)
+cancel_key = st.binary(min_size=4, max_size=256)  # 4 bytes in protocol 3.0, up to 256 in 3.2
 field_code = st.characters(min_codepoint=1, max_codepoint=255)
 
 BACKEND: Dict[type, st.SearchStrategy[Any]] = {
@@ -37,7 +39,7 @@ BACKEND: Dict[type, st.SearchStrategy[Any]] = {
     pg.AuthenticationUnsupported: st.builds(
         pg.AuthenticationUnsupported, int32.filter(lambda c: c not in (0, 3, 5, 10, 11, 12))),
     pg.ParameterStatus: st.builds(pg.ParameterStatus, text, text),
-    pg.BackendKeyData: st.builds(pg.BackendKeyData, int32, int32),
+    pg.BackendKeyData: st.builds(pg.BackendKeyData, int32, cancel_key),
     pg.ReadyForQuery: st.builds(pg.ReadyForQuery, st.sampled_from("ITE")),
     pg.RowDescription: st.builds(pg.RowDescription, st.lists(text, max_size=4).map(tuple)),
     pg.DataRow: st.builds(pg.DataRow, st.lists(st.none() | blob, max_size=4).map(tuple)),
@@ -45,7 +47,8 @@ BACKEND: Dict[type, st.SearchStrategy[Any]] = {
     pg.EmptyQueryResponse: st.just(pg.EmptyQueryResponse()),
     pg.ErrorResponse: st.builds(pg.ErrorResponse, st.dictionaries(field_code, text, max_size=5)),
     pg.NoticeResponse: st.builds(pg.NoticeResponse, st.dictionaries(field_code, text, max_size=5)),
-    pg.NegotiateProtocolVersion: st.builds(pg.NegotiateProtocolVersion, int32,
+    pg.NegotiateProtocolVersion: st.builds(pg.NegotiateProtocolVersion,
+                                           st.tuples(uint16, uint16),
                                            st.lists(text, max_size=3).map(tuple)),
     pg.ParseComplete: st.just(pg.ParseComplete()),
     pg.BindComplete: st.just(pg.BindComplete()),
@@ -72,7 +75,7 @@ FRONTEND: Dict[type, st.SearchStrategy[Any]] = {
                                  st.integers(0, 0xFFFF).map(lambda minor: 3 << 16 | minor)),
     pg.SSLRequest: st.just(pg.SSLRequest()),
     pg.GSSENCRequest: st.just(pg.GSSENCRequest()),
-    pg.CancelRequest: st.builds(pg.CancelRequest, int32, int32),
+    pg.CancelRequest: st.builds(pg.CancelRequest, int32, cancel_key),
     pg.PasswordMessage: st.builds(pg.PasswordMessage, blob.filter(lambda b: b"\0" not in b)),
     pg.SASLInitialResponse: st.builds(pg.SASLInitialResponse, text, st.none() | blob),
     pg.SASLResponse: st.builds(pg.SASLResponse, blob),

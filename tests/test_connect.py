@@ -45,6 +45,9 @@ SSL_IN_USE = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 # A generous bound, only there so that a broken timeout fails instead of hanging.
 TIMEOUT_GUARD = 10.0
 
+AUTH = pytest.mark.all_servers("auth")
+TLS = pytest.mark.all_servers("tls")
+
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
@@ -110,6 +113,7 @@ def message_of(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
 # -- authentication methods -------------------------------------------------------
 
 
+@AUTH
 @pytest.mark.parametrize("sslmode", ["disable", "require"])
 @pytest.mark.parametrize("role", [*ALL_METHOD_ROLES, "postgres"])
 def test_each_auth_method_logs_in_over_tcp(pg: Server, role: str, sslmode: str) -> None:
@@ -125,12 +129,14 @@ def test_each_auth_method_logs_in_over_tcp(pg: Server, role: str, sslmode: str) 
     assert conn.closed == 1
 
 
+@AUTH
 def test_trust_ignores_a_supplied_password(pg: Server) -> None:
     need_roles(pg)
     with connect_raw(**pg.dsn_kwargs("trust_user", password="anything")) as conn:
         assert one(conn, "SELECT current_user") == "trust_user"
 
 
+@AUTH
 @pytest.mark.parametrize("sslmode", ["disable", "require"])
 @pytest.mark.parametrize("role", PASSWORD_ROLES)
 def test_wrong_password_is_refused_with_28P01(pg: Server, role: str, sslmode: str) -> None:
@@ -147,6 +153,7 @@ def test_wrong_password_is_refused_with_28P01(pg: Server, role: str, sslmode: st
     assert_hidden(secret, error)
 
 
+@AUTH
 @pytest.mark.parametrize("role", PASSWORD_ROLES)
 def test_missing_password_names_the_method_and_how_to_give_one(pg: Server, role: str) -> None:
     need_roles(pg)
@@ -161,6 +168,7 @@ def test_missing_password_names_the_method_and_how_to_give_one(pg: Server, role:
     assert "password=" in text and "PGPASSWORD" in text
 
 
+@AUTH
 @pytest.mark.parametrize("role", PASSWORD_ROLES)
 def test_password_from_pgpassword(pg: Server, role: str, monkeypatch: pytest.MonkeyPatch) -> None:
     need_roles(pg)
@@ -169,6 +177,7 @@ def test_password_from_pgpassword(pg: Server, role: str, monkeypatch: pytest.Mon
         assert one(conn, "SELECT current_user") == role
 
 
+@AUTH
 @pytest.mark.parametrize("role", PASSWORD_ROLES)
 def test_password_never_shown_by_connection_or_params(pg: Server, role: str) -> None:
     need_roles(pg)
@@ -191,6 +200,7 @@ def _refused_port() -> Tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
+@AUTH
 def test_password_never_shown_in_connection_errors(pg: Server) -> None:
     need_roles(pg)
     secret = "Hunter2-very-secret"
@@ -219,6 +229,7 @@ def test_password_never_shown_in_connection_errors(pg: Server) -> None:
 # -- Unix sockets -----------------------------------------------------------------
 
 
+@AUTH
 @pytest.mark.parametrize("role", ["trust_user", "postgres"])
 def test_unix_socket_directory(pg: Server, role: str) -> None:
     need_roles(pg)
@@ -233,6 +244,7 @@ def test_unix_socket_directory(pg: Server, role: str) -> None:
         assert ssl_in_use(conn) == "f"
 
 
+@AUTH
 def test_unix_socket_in_a_connection_string(pg: Server) -> None:
     need_roles(pg)
     directory = need_socket(pg)
@@ -241,6 +253,7 @@ def test_unix_socket_in_a_connection_string(pg: Server) -> None:
             ("pubsub", "t")]
 
 
+@AUTH
 def test_unix_socket_ignores_sslmode(pg: Server) -> None:
     """As libpq: TLS is never tried over a Unix socket, whatever sslmode says."""
     need_roles(pg)
@@ -250,6 +263,7 @@ def test_unix_socket_ignores_sslmode(pg: Server) -> None:
         assert ssl_in_use(conn) == "f"
 
 
+@AUTH
 def test_unix_socket_rejects_tls_user(pg: Server) -> None:
     need_roles(pg)
     directory = need_socket(pg)
@@ -259,6 +273,7 @@ def test_unix_socket_rejects_tls_user(pg: Server) -> None:
     assert excinfo.value.sqlstate == "28000"
 
 
+@AUTH
 def test_unix_socket_of_another_port_names_the_socket(pg: Server) -> None:
     directory = need_socket(pg)
     other = pg.port + 1 if pg.port < 65535 else pg.port - 1
@@ -271,6 +286,7 @@ def test_unix_socket_of_another_port_names_the_socket(pg: Server) -> None:
 # -- sslmode against a server with TLS --------------------------------------------
 
 
+@TLS
 def test_sslmode_disable_uses_no_tls(pg: Server) -> None:
     need_roles(pg)
     need_tls(pg)
@@ -282,6 +298,7 @@ def test_sslmode_disable_uses_no_tls(pg: Server) -> None:
     assert "no encryption" in message_of(excinfo)
 
 
+@TLS
 def test_sslmode_allow_tries_plain_first(pg: Server) -> None:
     need_roles(pg)
     need_tls(pg)
@@ -289,6 +306,7 @@ def test_sslmode_allow_tries_plain_first(pg: Server) -> None:
         assert ssl_in_use(conn) == "f"
 
 
+@TLS
 def test_sslmode_allow_falls_back_to_tls(pg: Server) -> None:
     need_roles(pg)
     need_tls(pg)
@@ -300,6 +318,7 @@ def test_sslmode_allow_falls_back_to_tls(pg: Server) -> None:
         conn.close()
 
 
+@TLS
 @pytest.mark.parametrize("sslmode", ["prefer", "require"])
 def test_sslmode_prefer_and_require_use_tls(pg: Server, sslmode: str) -> None:
     need_roles(pg)
@@ -310,6 +329,7 @@ def test_sslmode_prefer_and_require_use_tls(pg: Server, sslmode: str) -> None:
         assert conn.execute(f"SELECT current_user, ({SSL_IN_USE})") == [("tls_user", "t")]
 
 
+@TLS
 def test_default_sslmode_is_prefer(pg: Server) -> None:
     need_roles(pg)
     need_tls(pg)
@@ -318,6 +338,7 @@ def test_default_sslmode_is_prefer(pg: Server) -> None:
         assert ssl_in_use(conn) == "t"
 
 
+@TLS
 def test_sslmode_require_with_a_root_certificate_verifies_it(pg: Server) -> None:
     """libpq: with require, a root certificate that exists is used as with verify-ca."""
     need_roles(pg)
@@ -332,6 +353,7 @@ def test_sslmode_require_with_a_root_certificate_verifies_it(pg: Server) -> None
         assert ssl_in_use(conn) == "t"
 
 
+@TLS
 def test_sslmode_verify_ca(pg: Server) -> None:
     need_roles(pg)
     need_tls(pg)
@@ -342,6 +364,7 @@ def test_sslmode_verify_ca(pg: Server) -> None:
         assert conn.execute(f"SELECT current_user, ({SSL_IN_USE})") == [("scram_user", "t")]
 
 
+@TLS
 def test_sslmode_verify_ca_with_an_unrelated_ca_fails(pg: Server) -> None:
     need_roles(pg)
     need_tls(pg)
@@ -353,6 +376,7 @@ def test_sslmode_verify_ca_with_an_unrelated_ca_fails(pg: Server) -> None:
     assert excinfo.value.sqlstate is None  # the client refused, not the server
 
 
+@TLS
 def test_sslmode_verify_ca_with_a_missing_root_file_names_it(pg: Server, tmp_path: Any) -> None:
     need_roles(pg)
     need_tls(pg)
@@ -362,6 +386,7 @@ def test_sslmode_verify_ca_with_a_missing_root_file_names_it(pg: Server, tmp_pat
     assert missing in message_of(excinfo)
 
 
+@TLS
 @pytest.mark.parametrize("sslmode", ["verify-ca", "verify-full"])
 def test_verify_without_sslrootcert_names_the_default_file(
     pg: Server, tmp_path: Any, sslmode: str
@@ -373,6 +398,7 @@ def test_verify_without_sslrootcert_names_the_default_file(
     assert os.path.join(str(tmp_path), ".postgresql", "root.crt") in message_of(excinfo)
 
 
+@TLS
 def test_sslmode_verify_full_accepts_the_certificate_name(pg: Server) -> None:
     need_roles(pg)
     need_tls(pg)
@@ -382,6 +408,7 @@ def test_sslmode_verify_full_accepts_the_certificate_name(pg: Server) -> None:
         assert conn.execute(f"SELECT current_user, ({SSL_IN_USE})") == [("tls_user", "t")]
 
 
+@TLS
 def test_sslmode_verify_full_checks_host_not_hostaddr(pg: Server) -> None:
     """hostaddr is dialled; host is the name the certificate must carry."""
     need_roles(pg)
@@ -393,6 +420,7 @@ def test_sslmode_verify_full_checks_host_not_hostaddr(pg: Server) -> None:
             ("127.0.0.1", "t")]
 
 
+@TLS
 def test_sslmode_verify_full_rejects_a_name_not_in_the_certificate(pg: Server) -> None:
     need_roles(pg)
     need_tls(pg)

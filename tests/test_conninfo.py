@@ -489,6 +489,8 @@ ENV_TABLE = [
     ("PGREQUIREAUTH", "!md5,!password", "require_auth", RequireAuth(("md5", "password"), True)),
     ("PGTARGETSESSIONATTRS", "read-only", "target_session_attrs", "read-only"),
     ("PGLOADBALANCEHOSTS", "random", "load_balance_hosts", "random"),
+    ("PGMINPROTOCOLVERSION", "3.2", "min_protocol_version", (3, 2)),
+    ("PGMAXPROTOCOLVERSION", "latest", "max_protocol_version", (3, 2)),
     ("PGTZ", "Europe/Paris", "settings", (("timezone", "Europe/Paris"),)),
     ("PGDATESTYLE", "ISO, DMY", "settings", (("datestyle", "ISO, DMY"),)),
     ("PGGEQO", "off", "settings", (("geqo", "off"),)),
@@ -502,7 +504,6 @@ ENV_NOT_SUPPORTED = [
     ("PGREQUIREPEER", "postgres"),
     ("PGSSLCOMPRESSION", "1"),
     ("PGSSLCERTMODE", "require"),
-    ("PGMINPROTOCOLVERSION", "3.2"),
 ]
 ENV_ACCEPTED = [
     ("PGGSSENCMODE", "prefer"),
@@ -510,7 +511,6 @@ ENV_ACCEPTED = [
     ("PGGSSDELEGATION", "0"),
     ("PGSSLCOMPRESSION", "0"),
     ("PGSSLCERTMODE", "disable"),
-    ("PGMAXPROTOCOLVERSION", "latest"),
     ("PGCLIENTENCODING", "UTF8"),
     ("PGSERVICEFILE", "/nowhere/pg_service.conf"),
     ("PGSYSCONFDIR", "/nowhere"),
@@ -955,8 +955,6 @@ def test_ssl_files_are_exposed_and_the_key_password_hidden() -> None:
         ("replication", "Y"),
         ("sslcompression", "1"),
         ("sslcertmode", "require"),
-        ("min_protocol_version", "3.2"),
-        ("min_protocol_version", "latest"),
         ("oauth_issuer", "https://issuer.example"),
         ("oauth_client_id", "me"),
         ("oauth_scope", "openid"),
@@ -992,7 +990,6 @@ def test_not_supported_secret_is_not_shown(keyword: str) -> None:
         ("replication", "n"),
         ("krbsrvname", ""),
         ("requirepeer", ""),
-        ("max_protocol_version", "3.2"),
         ("min_protocol_version", "3.0"),
     ],
 )

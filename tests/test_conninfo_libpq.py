@@ -541,3 +541,10 @@ def probe_values() -> List[Tuple[str, str]]:
 def test_the_value_pool_has_both_outcomes(bare_environment: None) -> None:
     outcomes = [libpq_accepts({k: v}) for k, v in probe_values()]
     assert outcomes.count(True) >= 40 and outcomes.count(False) >= 25
+
+
+def test_a_value_replaced_later_in_the_uri_need_not_be_utf8() -> None:
+    """libpq checks only the values that remain: a path's dbname replaced by ?dbname=."""
+    assert_same_parse("postgresql://,/,%F0?dbname=")
+    assert_same_parse("postgresql://h/%F0?dbname=db")
+    assert our_parse("postgresql://h/%F0") is None

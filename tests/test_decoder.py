@@ -113,7 +113,12 @@ VECTORS = [
     (
         "backend-key-data",
         msg(b"K", i32(4242) + i32(-559038737)),
-        m.BackendKeyData(4242, -559038737),
+        m.BackendKeyData(4242, i32(-559038737)),
+    ),
+    (
+        "backend-key-data-protocol-3.2",  # PostgreSQL 18 sends 32 bytes; 256 at most
+        msg(b"K", i32(4242) + bytes(range(256))),
+        m.BackendKeyData(4242, bytes(range(256))),
     ),
     ("ready-idle", ready("I"), m.ReadyForQuery("I")),
     ("ready-transaction", ready("T"), m.ReadyForQuery("T")),
@@ -142,8 +147,8 @@ VECTORS = [
     ),
     (
         "negotiate-protocol-version",
-        msg(b"v", i32(0) + i32(2) + cstr("_pq_.a") + cstr("_pq_.b")),
-        m.NegotiateProtocolVersion(0, ("_pq_.a", "_pq_.b")),
+        msg(b"v", i32(3 << 16) + i32(2) + cstr("_pq_.a") + cstr("_pq_.b")),
+        m.NegotiateProtocolVersion((3, 0), ("_pq_.a", "_pq_.b")),
     ),
     ("parse-complete", msg(b"1"), m.ParseComplete()),
     ("bind-complete", msg(b"2"), m.BindComplete()),
@@ -263,7 +268,8 @@ MALFORMED = [
     ("after-md5-salt", auth(5, SALT + b"!")),
     ("after-sasl-list", auth(10, cstr("SCRAM-SHA-256") + b"\0x")),
     ("after-parameter-status", msg(b"S", cstr("a") + cstr("b") + b"c")),
-    ("after-backend-key-data", msg(b"K", i32(1) + i32(2) + b"\0")),
+    ("backend-key-over-256-bytes", msg(b"K", i32(1) + b"k" * 257)),
+    ("backend-key-data-without-key", msg(b"K", i32(1))),
     ("after-ready-status", msg(b"Z", b"II")),
     ("after-row-description", msg(b"T", i16(1) + column("a") + b"\0")),
     ("after-data-row", msg(b"D", i16(1) + i32(1) + b"ab")),
@@ -483,8 +489,8 @@ def backend_messages(draw: st.DrawFn) -> Pair:
         cls = m.ErrorResponse if kind == "E" else m.NoticeResponse
         return msg(kind.encode(), fields(items)), cls(items)
     if kind == "K":
-        pid, key = draw(int32), draw(int32)
-        return msg(b"K", i32(pid) + i32(key)), m.BackendKeyData(pid, key)
+        pid, key = draw(int32), draw(st.binary(min_size=4, max_size=256))
+        return msg(b"K", i32(pid) + key), m.BackendKeyData(pid, key)
     if kind == "T":
         names = draw(st.lists(nul_free_text, max_size=4))
         body = i16(len(names)) + b"".join(column(name) for name in names)

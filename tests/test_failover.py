@@ -9,9 +9,10 @@ import os
 import socket
 import struct
 import time
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from pgbuilds import Build
 from replica import Replica
 
 from pgwire_pubsub import OperationalError
@@ -25,11 +26,14 @@ pytestmark = pytest.mark.usefixtures("on_every_client")
 GUARD = 20.0  # seconds: a failure guard against hangs, never a performance target
 
 
+STANDBY = pytest.mark.all_servers("standby")
+
+
 @pytest.fixture(scope="module")
-def pair() -> Iterator[Tuple[Cluster, Replica]]:
+def pair(pg_build: Optional[Build]) -> Iterator[Tuple[Cluster, Replica]]:
     if os.environ.get("PGWIRE_TEST_DSN") or find_pg_bindir() is None:
         pytest.skip("needs local PostgreSQL server binaries to start a primary and a replica")
-    primary = Cluster(tls=False).start()
+    primary = Cluster(tls=False, bindir=pg_build.bindir if pg_build else None).start()
     try:
         replica = Replica(primary).start()
         try:
@@ -113,6 +117,7 @@ def test_a_host_that_refuses_the_login_is_skipped(pair: Tuple[Cluster, Replica])
         ("prefer-standby", ("primary",), "primary"),
     ],
 )
+@STANDBY
 def test_target_session_attrs(
     pair: Tuple[Cluster, Replica], target: str, order: Tuple[str, ...], expected: str
 ) -> None:
@@ -131,6 +136,7 @@ def test_target_session_attrs(
         ("read-only", "primary", "session is not read-only"),
     ],
 )
+@STANDBY
 def test_no_host_meets_the_target(
     pair: Tuple[Cluster, Replica], target: str, which: str, reason: str
 ) -> None:
@@ -139,6 +145,19 @@ def test_no_host_meets_the_target(
         connect_raw(**hosts(server.port, target_session_attrs=target))
 
 
+@STANDBY
+def test_each_server_reports_whether_it_is_a_hot_standby(
+    pair: Tuple[Cluster, Replica], pg_build: Optional[Build]
+) -> None:
+    """PostgreSQL 14+ reports in_hot_standby at start-up: no query is needed to tell."""
+    for server, expected in ((pair[0], "off"), (pair[1], "on")):
+        with connect_raw(**hosts(server.port)) as conn:
+            assert conn.get_parameter_status("in_hot_standby") == expected
+            if pg_build is not None:
+                assert str(conn.server_version // 10000) == pg_build.version.split(".")[0]
+
+
+@STANDBY
 def test_a_read_only_session_on_a_primary_counts_as_read_only(
     pair: Tuple[Cluster, Replica],
 ) -> None:

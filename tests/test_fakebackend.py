@@ -103,7 +103,7 @@ def test_sessions_have_pids_of_their_own(fake_backend: FakeBackend) -> None:
 
 def test_a_cancel_request_is_accepted_and_ends(fake_backend: FakeBackend) -> None:
     raw = Raw(fake_backend)
-    raw.send(pg.CancelRequest(20001, 1))
+    raw.send(pg.CancelRequest(20001, b"\0\0\0\1"))
     assert raw.sock.recv(100) == b""
 
 

@@ -19,9 +19,22 @@ def test_ssl_request() -> None:
 
 def test_cancel_request() -> None:
     # Length 16, the code 1234 << 16 | 5678, the process id and the secret key.
-    assert frontend.cancel_request(0x01020304, -2) == (
+    assert frontend.cancel_request(0x01020304, b"\xff\xff\xff\xfe") == (
         b"\x00\x00\x00\x10\x04\xd2\x16\x2e\x01\x02\x03\x04\xff\xff\xff\xfe"
     )
+
+
+def test_cancel_request_with_a_protocol_3_2_key() -> None:
+    key = bytes(range(32))  # PostgreSQL 18's length; the protocol allows up to 256
+    assert frontend.cancel_request(7, key) == (
+        b"\x00\x00\x00\x2c\x04\xd2\x16\x2e\x00\x00\x00\x07" + key  # 12 + 32 = 44
+    )
+
+
+def test_startup_message_asks_for_protocol_3_2() -> None:
+    data = frontend.startup_message({"user": "u"}, frontend.PROTOCOL_3_2)
+    assert data == b"\x00\x00\x00\x10\x00\x03\x00\x02user\x00u\x00\x00"
+    assert struct.unpack("!i", data[4:8]) == (196610,)
 
 
 def test_startup_message() -> None:

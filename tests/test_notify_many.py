@@ -14,6 +14,8 @@ from pgwire_pubsub.testing.pgcluster import Server
 
 TIMEOUT = 10  # seconds: a failure guard only
 
+pytestmark = pytest.mark.all_servers("notify-many")
+
 AWKWARD = [
     "",
     "plain",

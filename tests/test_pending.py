@@ -125,14 +125,25 @@ TestPendingMachine = PendingMachine.TestCase
 TestPendingMachine.settings = settings(max_examples=400, stateful_step_count=40, deadline=None)
 
 
-def test_a_run_is_stored_as_payloads_after_its_first_notify() -> None:
+def test_a_run_is_stored_as_payloads_from_a_senders_third_notification_in_a_row() -> None:
     pending = Pending()
-    feed(pending, [((7, "a"), "1"), ((7, "a"), "2"), ((7, "a"), "3"), ((8, "a"), "4")], 0)
-    first = Notify(7, "a", "1")
-    assert list(pending.items) == [first, [RUN_START, first, "2", "3"], Notify(8, "a", "4")]
-    run = pending.items[1]
-    assert isinstance(run, list) and run[1] is pending.items[0]
-    assert len(pending) == 4
+    sent = [((7, "a"), "1"), ((7, "a"), "2"), ((7, "a"), "3"), ((7, "a"), "4"), ((8, "a"), "5")]
+    feed(pending, sent, 0)
+    second = Notify(7, "a", "2")
+    assert list(pending.items) == [
+        Notify(7, "a", "1"), second, [RUN_START, second, "3", "4"], Notify(8, "a", "5")
+    ]
+    run = pending.items[2]
+    assert isinstance(run, list) and run[1] is pending.items[1]
+    assert len(pending) == 5
+
+
+def test_a_senders_second_notification_alone_is_stored_whole() -> None:
+    pending = Pending()
+    feed(pending, [((7, "a"), "1"), ((7, "a"), "2"), ((8, "a"), "3"), ((8, "a"), "4")], 0)
+    assert list(pending.items) == [
+        Notify(7, "a", "1"), Notify(7, "a", "2"), Notify(8, "a", "3"), Notify(8, "a", "4")
+    ]
 
 
 def test_interleaved_senders_are_stored_whole() -> None:
@@ -153,7 +164,7 @@ def test_a_pending_run_holds_little_more_than_its_payloads() -> None:
     pending = Pending()
     payloads = [str(n).rjust(64, "x") for n in range(1000)]
     feed(pending, [((7, "a"), p) for p in payloads], 0)
-    (_, run) = pending.items
+    (_, _, run) = pending.items
     assert isinstance(run, list)
     payloads_held = run[RUN_START:]
     overhead = (sys.getsizeof(run) + sum(map(sys.getsizeof, payloads_held))) / len(run) - 64

@@ -97,21 +97,9 @@ async def test_inner(async_pubsub):
 """
 
 
-def test_async_pubsub_skips_while_there_is_no_asyncio_client(pytester: pytest.Pytester) -> None:
-    if importlib.util.find_spec("pgwire_pubsub.aio") is not None:
-        pytest.skip("pgwire_pubsub.aio exists: test_async_pubsub_connects runs instead")
-    pytester.makepyfile(INNER_ASYNC_TEST)
-    result = pytester.runpytest("-p", "pgwire_pubsub.testing.plugin", "-rs",
-                                "-W", "ignore::pytest.PytestUnknownMarkWarning")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*pgwire_pubsub.aio (the asyncio client) is not in this*"])
-
-
 def test_async_pubsub_connects(pytester: pytest.Pytester, postgres_cluster: Server) -> None:
-    if importlib.util.find_spec("pgwire_pubsub.aio") is None:
-        pytest.skip("pgwire_pubsub.aio (the asyncio client) is not in this version")
     if importlib.util.find_spec("pytest_asyncio") is None:
-        pytest.skip("needs pytest-asyncio to run an async test")
+        pytest.skip("needs pytest-asyncio (in the test extra) to run an async test")
     pytester.makepyfile(INNER_ASYNC_TEST)
     result = pytester.runpytest_subprocess("-p", "pgwire_pubsub.testing.plugin")
     result.assert_outcomes(passed=1)

@@ -35,6 +35,9 @@ TIMEOUT = 10  # seconds: a failure guard, never a performance target
 # -- helpers ---------------------------------------------------------------
 
 
+pytestmark = pytest.mark.all_servers("listen-notify")
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
@@ -630,8 +633,9 @@ def test_burst_of_every_shape_taken_many_at_a_time(
 ) -> None:
     """Runs of equal and of varying lengths, an empty and multibyte payloads, and a stretch
     alternating between two channels, from psql: what arrives is exactly what was sent,
-    and the long runs went through the bulk path (forced on PyPy too).  (PostgreSQL sends
-    a payload only once per channel and transaction: every one here differs.)"""
+    and the long runs of one length (1-3000 and 6002-9000) went through the bulk path
+    (forced on PyPy too).  (PostgreSQL sends a payload only once per channel and
+    transaction: every one here differs.)"""
     taken: List[int] = []
 
     def counting(*args: Any) -> Optional[Tuple[List[str], int]]:
@@ -663,7 +667,10 @@ def test_burst_of_every_shape_taken_many_at_a_time(
 
     assert receive(pubsub, 10000) == [expected(i) for i in range(1, 10001)]
     if client_kind == "blocking":  # the asyncio client takes bytes in as they trickle in
-        assert sum(taken) > 8000  # the runs, not the alternating stretch
+        # Only the runs of one length (5999 notifications) go through the bulk path; each
+        # read that cuts a run takes a few notifications the plain way, and how the server's
+        # writes are cut into reads depends on the machine's load: most, not all.
+        assert 3000 < sum(taken) <= 5999
 
 
 # -- unlisten ---------------------------------------------------------------

@@ -23,6 +23,7 @@ import pytest
 from aioadapter import SyncPubSub
 from pgbouncer import PgBouncer
 from pgbouncer import Unavailable as BouncerUnavailable
+from pgbuilds import Build
 
 from pgwire_pubsub import (
     InterfaceError,
@@ -51,18 +52,19 @@ HEALTH_TIMEOUT = 1.0
 HEALTH_MARGIN = 1.0
 
 pytestmark = pytest.mark.integration
+RECONNECT = pytest.mark.all_servers("reconnect")
 
 
 # -- fixtures --------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+def cluster(pg_build: Optional[Build]) -> Iterator[Cluster]:
     if os.environ.get("PGWIRE_TEST_DSN"):
         pytest.skip("PGWIRE_TEST_DSN is set: these tests restart and stop their own server")
     if find_pg_bindir() is None or find_psql() is None:
         pytest.skip("needs local PostgreSQL server binaries and psql")
-    own = Cluster(tls=False).start()
+    own = Cluster(tls=False, bindir=pg_build.bindir if pg_build else None).start()
     try:
         yield own
     finally:
@@ -165,6 +167,7 @@ def assert_delivers(server: Cluster, ps: PubSub, channels: List[str], note: str)
 # -- server restarts -------------------------------------------------------------------
 
 
+@RECONNECT
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_restart_with_reconnect_listens_again_on_every_channel(
     server: Cluster, open_pubsub: Callable[..., PubSub], mode: str
@@ -182,6 +185,7 @@ def test_restart_with_reconnect_listens_again_on_every_channel(
     assert_delivers(server, ps, CHANNELS, f"after a {mode} restart")
 
 
+@RECONNECT
 @pytest.mark.parametrize("mode, method", [("fast", "get_event"), ("immediate", "events")])
 def test_restart_without_reconnect_raises_promptly(
     server: Cluster, open_pubsub: Callable[..., PubSub], mode: str, method: str
@@ -207,6 +211,7 @@ def test_restart_without_reconnect_raises_promptly(
 # -- pg_terminate_backend --------------------------------------------------------------
 
 
+@RECONNECT
 @pytest.mark.parametrize("reconnect", [True, False], ids=["reconnect", "no-reconnect"])
 def test_terminated_backend(
     server: Cluster, open_pubsub: Callable[..., PubSub], reconnect: bool
@@ -229,6 +234,7 @@ def test_terminated_backend(
 # -- the link is cut -------------------------------------------------------------------
 
 
+@RECONNECT
 @pytest.mark.parametrize("reconnect", [True, False], ids=["reconnect", "no-reconnect"])
 def test_cut_while_idle(
     server: Cluster, open_pubsub: Callable[..., PubSub], proxy: FaultProxy, reconnect: bool
@@ -249,6 +255,7 @@ def test_cut_while_idle(
         assert ps.conn.closed == 2
 
 
+@RECONNECT
 @pytest.mark.parametrize("reconnect", [True, False], ids=["reconnect", "no-reconnect"])
 def test_cut_during_a_command(
     server: Cluster, open_pubsub: Callable[..., PubSub], proxy: FaultProxy, reconnect: bool
@@ -374,6 +381,7 @@ def unread_bytes(ps: PubSub) -> int:
     return buf[0]
 
 
+@RECONNECT
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_restart_during_a_burst_marks_the_gap_exactly(
     server: Cluster, open_pubsub: Callable[..., PubSub], mode: str
@@ -414,6 +422,7 @@ def test_restart_during_a_burst_marks_the_gap_exactly(
 # -- giving up -------------------------------------------------------------------------
 
 
+@RECONNECT
 def test_give_up_raises_the_last_error_on_every_later_call(
     server: Cluster, open_pubsub: Callable[..., PubSub]
 ) -> None:
@@ -454,6 +463,7 @@ def test_give_up_raises_the_last_error_on_every_later_call(
 # -- LISTEN lost behind the client's back ----------------------------------------------
 
 
+@RECONNECT
 @pytest.mark.parametrize("reconnect", [True, False], ids=["reconnect", "no-reconnect"])
 def test_health_check_notices_missing_channels(
     server: Cluster, open_pubsub: Callable[..., PubSub], reconnect: bool
@@ -491,6 +501,7 @@ def test_health_check_notices_missing_channels(
 # -- the LISTEN self-test --------------------------------------------------------------
 
 
+@RECONNECT
 def test_verify_passes_on_a_real_server(
     server: Cluster, open_pubsub: Callable[..., PubSub]
 ) -> None:

@@ -118,7 +118,8 @@ def _start(
                 require_auth=params.require_auth,
                 tls_binding=binding,
             )
-            yield from steps.startup(machine, params.startup_parameters(), auth)
+            yield from steps.startup(machine, params.startup_parameters(), auth,
+                                     params.max_protocol_version, params.min_protocol_version)
             reason = yield from steps.session_mismatch(machine, wanted)
             if reason is not None:
                 with contextlib.suppress(OSError, TimeoutError):

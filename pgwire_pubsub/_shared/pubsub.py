@@ -34,6 +34,7 @@ from .channels import check_channel, check_payload, notify_statement, quote_iden
 from .fanout import Hub
 from .reconnect import ReconnectPolicy
 from .requests import Clock, Close, Exclusive, Execute, Idle, Open, Sleep, Wait
+from .routing import Routing
 
 T = TypeVar("T")
 Procedure = Generator[Any, Any, T]
@@ -87,7 +88,7 @@ def split_options(kwargs: dict) -> dict:  # type: ignore[type-arg]
     return options
 
 
-class PubSubCore:
+class PubSubCore(Routing):
     """LISTEN/NOTIFY on one connection: the state and procedures every driver shares.
 
     Options (all off by default, as in pgpubsub):
@@ -174,58 +175,6 @@ class PubSubCore:
         if channel not in wanted:
             yield from self._set_listening(channel, False)
         self.channels.discard(channel)
-
-    def _set_listening(self, channel: str, listening: bool) -> Procedure[None]:
-        """LISTEN or UNLISTEN ``channel``; unsure of the server's state until it answers."""
-        self._server.discard(channel)
-        self._unsure.add(channel)
-        yield from self._execute(("LISTEN " if listening else "UNLISTEN ") + quote_ident(channel))
-        self._unsure.discard(channel)
-        if listening:
-            self._server.add(channel)
-
-    # -- fan-out ---------------------------------------------------------
-
-    def _sync_listens(self) -> Procedure[None]:
-        """LISTEN and UNLISTEN until the server listens on exactly what the client and its
-        subscriptions want (run as ``Exclusive``, so that concurrent opens and closes leave
-        it exactly so)."""
-        wanted = self.hub.wanted() | self.channels
-        for channel in sorted(wanted - self._server):
-            yield from self._set_listening(channel, True)
-        for channel in sorted((self._server | self._unsure) - wanted):
-            yield from self._set_listening(channel, False)
-
-    def _sync_listens_exclusively(self) -> Procedure[None]:
-        yield Exclusive(self._sync_listens())
-
-    def _hub_on(self) -> None:
-        """Deliver into a separate inbox from now on, routed by ``route()``."""
-        if self._inbox is self._queue:
-            self._inbox = Pending()
-            self.conn.machine.notifications = self._inbox
-            self.conn.machine.bound = None
-
-    def _hub_off(self) -> None:
-        """Back to delivering straight into the client's own queue."""
-        if self._inbox is not self._queue:
-            self.route()
-            self._inbox = self._queue
-            self.conn.machine.notifications = self._queue
-            self.conn.machine.bound = self._bound
-
-    def route(self) -> bool:
-        """Hand on what the connection delivered (no I/O): whether a subscription or callback
-        got something."""
-        if self._inbox is self._queue:
-            return False
-        delivered = self.hub.dispatch(self._inbox, self._queue, self._keeps)
-        if self._bound is not None:
-            self._bound.enforce(self._queue)
-        return delivered
-
-    def _keeps(self, channel: str) -> bool:
-        return channel in self.channels or channel in self._private
 
     def _notify(self, channel: str, payload: Optional[str]) -> Procedure[None]:
         yield from self._execute(notify_statement(check_channel(channel), check_payload(payload)))

@@ -27,20 +27,26 @@ def invalid_dsn(message: str) -> ProgrammingError:
 def store(target: Dict[str, str], known: Collection[str], key: str, value: str) -> None:
     """Set ``key``, as libpq's conninfo_storeval does (with its ``requiressl`` alias).
 
-    Percent-decoding leaves bytes that are not UTF-8 as lone surrogates; they
-    are refused here, once libpq's alias has had the chance to replace them.
+    Percent-decoding leaves bytes that are not UTF-8 as lone surrogates; ``parse``
+    refuses them in the values that remain, as a later one may replace an earlier
+    one (``postgresql://h/%F0?dbname=db``), as in libpq.
     """
     if key == "requiressl":  # deprecated: "1..." means require, anything else prefer
         key, value = "sslmode", "require" if value.startswith("1") else "prefer"
     if key not in known:
         shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         raise invalid_dsn(f'invalid connection option "{shown}"')
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        # The message leaves the value out: it may be the password.
-        raise invalid_dsn(f'the value of "{key}" is not valid UTF-8') from None
     target[key] = value
+
+
+def _check_utf8(values: Dict[str, str]) -> Dict[str, str]:
+    for key, value in values.items():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # The message leaves the value out: it may be the password.
+            raise invalid_dsn(f'the value of "{key}" is not valid UTF-8') from None
+    return values
 
 
 def parse(dsn: str, known: Collection[str]) -> Dict[str, str]:
@@ -49,8 +55,8 @@ def parse(dsn: str, known: Collection[str]) -> Dict[str, str]:
         raise invalid_dsn("connection info string contains a NUL character")
     for prefix in URI_PREFIXES:
         if dsn.startswith(prefix):
-            return _parse_uri(dsn[len(prefix) :], known)
-    return _parse_keyword_value(dsn, known)
+            return _check_utf8(_parse_uri(dsn[len(prefix) :], known))
+    return _check_utf8(_parse_keyword_value(dsn, known))
 
 
 # -- key=value strings ------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Tuple
 
 from ..errors import NotSupportedError, ProgrammingError
 from ..protocol.auth import RequireAuth, parse_require_auth
+from ..protocol.frontend import PROTOCOL_3_0, PROTOCOL_3_2, PROTOCOL_LATEST
 from ._dsn import invalid_dsn
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -18,8 +19,7 @@ CHANNEL_BINDINGS = ("disable", "prefer", "require")
 TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
 LOAD_BALANCE_HOSTS = ("disable", "random")
 TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
-PROTOCOL_VERSIONS = ("3.0", "3.2", "latest")
-PROTOCOL_RANK = {"3.0": 0, "3.2": 1, "latest": 1}  # libpq 18's latest is 3.2
+PROTOCOL_VERSIONS = {"3.0": PROTOCOL_3_0, "3.2": PROTOCOL_3_2, "latest": PROTOCOL_LATEST}
 
 _INT_RE = re.compile(r"[ \t\n\r\f\v]*([+-]?[0-9]+)[ \t\n\r\f\v]*")
 _INT32 = range(-(2**31), 2**31)
@@ -140,6 +140,12 @@ def _replication(key: str, value: str) -> None:
     raise _invalid_value(key, value, ("database", "true", "false"))
 
 
+def _protocol_version(key: str, value: str) -> Tuple[int, int]:
+    if value not in PROTOCOL_VERSIONS:
+        raise _invalid_value(key, value, tuple(PROTOCOL_VERSIONS))
+    return PROTOCOL_VERSIONS[value]
+
+
 def _require_auth(key: str, value: str) -> Optional[RequireAuth]:
     return parse_require_auth(value)
 
@@ -199,8 +205,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("sslsni", "PGSSLSNI", "1", lambda k, v: v.startswith("1")),
     Option("requirepeer", "PGREQUIREPEER", None, _unset_only("peer checks are not implemented")),
     Option("require_auth", "PGREQUIREAUTH", None, _require_auth),
-    Option("min_protocol_version", "PGMINPROTOCOLVERSION", "3.0", _choice(*PROTOCOL_VERSIONS)),
-    Option("max_protocol_version", "PGMAXPROTOCOLVERSION", None, _choice(*PROTOCOL_VERSIONS)),
+    Option("min_protocol_version", "PGMINPROTOCOLVERSION", "3.0", _protocol_version),
+    Option("max_protocol_version", "PGMAXPROTOCOLVERSION", None, _protocol_version),
     Option("ssl_min_protocol_version", "PGSSLMINPROTOCOLVERSION", "TLSv1.2", _tls_version),
     Option("ssl_max_protocol_version", "PGSSLMAXPROTOCOLVERSION", None, _tls_version),
     Option(

@@ -24,7 +24,7 @@ Deliberate differences from libpq:
 
 - Keywords this client cannot honour (GSSAPI, Kerberos, requirepeer,
   replication, TLS compression, ``sslcertmode=require``, OAuth, SCRAM keys,
-  ``sslkeylogfile``, protocol versions above 3.0) raise ``NotSupportedError``
+  ``sslkeylogfile``) raise ``NotSupportedError``
   instead of changing what the connection does.
 - Only the UTF8 client encoding is spoken. Another encoding given as a keyword,
   in the string or in the service is refused; ``PGCLIENTENCODING`` naming
@@ -48,6 +48,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import OperationalError
 from ..protocol.auth import RequireAuth
+from ..protocol.frontend import PROTOCOL_3_0, PROTOCOL_LATEST
 from . import _dsn as dsnparse
 from . import _passfile as passfile
 from . import _servicefile as servicefile
@@ -55,12 +56,10 @@ from ._dsn import invalid_dsn
 from ._options import (
     KNOWN,
     OPTIONS,
-    PROTOCOL_RANK,
     SSLMODES,
     TLS_VERSIONS,
     integer,
     is_utf8,
-    not_supported,
 )
 
 __all__ = ["SSLMODES", "ConnParams", "HostSpec", "RequireAuth", "make_params", "parse_dsn"]
@@ -135,6 +134,9 @@ class ConnParams:
     channel_binding: str = "prefer"
     require_auth: Optional[RequireAuth] = None
     target_session_attrs: str = "any"
+    # (major, minor): the version asked for, and the lowest the server may offer instead.
+    max_protocol_version: Tuple[int, int] = PROTOCOL_3_0
+    min_protocol_version: Tuple[int, int] = PROTOCOL_3_0
     load_balance_hosts: str = "disable"
     keepalives: bool = True
     keepalives_idle: Optional[int] = None
@@ -240,7 +242,7 @@ def _resolve(given: Mapping[str, str], environ: Mapping[str, str]) -> Dict[str, 
     return resolved
 
 
-def _check_combinations(values: Mapping[str, Any]) -> None:
+def _check_combinations(values: Dict[str, Any]) -> None:
     for key in _KEEPALIVE_SETTINGS:
         if values.get(key, 1) < 1:  # libpq passes it on (as 0 if negative) and fails
             raise invalid_dsn(
@@ -262,11 +264,14 @@ def _check_combinations(values: Mapping[str, Any]) -> None:
             f'invalid SSL protocol version range: ssl_min_protocol_version "{low}"'
             f' is above ssl_max_protocol_version "{high}"'
         )
-    low, high = values["min_protocol_version"], values.get("max_protocol_version")
-    if high and PROTOCOL_RANK[low] > PROTOCOL_RANK[high]:
+    low = values["min_protocol_version"]
+    # As libpq 18: 3.0 by default, for the servers and poolers that do not answer a
+    # higher version with NegotiateProtocolVersion; the latest when the minimum is higher.
+    high = values.setdefault(
+        "max_protocol_version", PROTOCOL_LATEST if low > PROTOCOL_3_0 else PROTOCOL_3_0
+    )
+    if low > high:
         raise invalid_dsn('"min_protocol_version" is greater than "max_protocol_version"')
-    if low != "3.0":
-        raise not_supported("min_protocol_version", low, "only protocol 3.0 is implemented")
 
 
 def _split_hosts(raw: Mapping[str, str]) -> List[Tuple[str, str, str]]:

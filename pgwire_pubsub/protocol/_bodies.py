@@ -81,10 +81,17 @@ def _parameter_status(body: bytes, pos: int, end: int) -> m.BackendMessage:
     return m.ParameterStatus(name, value)
 
 
+MAX_CANCEL_KEY = 256  # protocol 3.2's limit (3.0's key is 4 bytes: the machine checks that)
+
+
 def _backend_key_data(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    _expect_end(pos + 8, end)
-    pid, key = unpack_from("!ii", body, pos)
-    return m.BackendKeyData(pid, key)
+    (pid,) = unpack_from("!i", body, pos)
+    size = end - pos - 4
+    if size < 4:
+        raise Malformed(f"cancel key of {size} bytes is too short (at least 4)")
+    if size > MAX_CANCEL_KEY:
+        raise Malformed(f"cancel key of {size} bytes is too long (at most {MAX_CANCEL_KEY})")
+    return m.BackendKeyData(pid, body[pos + 4 : end])
 
 
 def _ready_for_query(body: bytes, pos: int, end: int) -> m.BackendMessage:
@@ -152,7 +159,7 @@ def _notification(body: bytes, pos: int, end: int) -> m.BackendMessage:
 
 
 def _negotiate_protocol_version(body: bytes, pos: int, end: int) -> m.BackendMessage:
-    minor, count = unpack_from("!ii", body, pos)
+    major, minor, count = unpack_from("!HHi", body, pos)
     pos += 8
     if count < 0:
         raise Malformed("negative option count")
@@ -161,7 +168,7 @@ def _negotiate_protocol_version(body: bytes, pos: int, end: int) -> m.BackendMes
         name, pos = _cstring(body, pos, end)
         names.append(name)
     _expect_end(pos, end)
-    return m.NegotiateProtocolVersion(minor, tuple(names))
+    return m.NegotiateProtocolVersion((major, minor), tuple(names))
 
 
 def _parameter_description(body: bytes, pos: int, end: int) -> m.BackendMessage:

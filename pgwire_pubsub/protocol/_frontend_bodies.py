@@ -39,6 +39,12 @@ class _Reader:
         value: int = unpack_from("!i", self.take(4))[0]
         return value
 
+    def rest(self) -> bytes:
+        """Everything left of the body."""
+        data = self.body[self.pos :]
+        self.pos = len(self.body)
+        return data
+
     def count(self) -> int:
         value = self.int16()
         if value < 0:
@@ -72,8 +78,10 @@ def untyped(body: bytes) -> f.FrontendMessage:
         reader.end()
         return f.SSLRequest() if code == SSL_REQUEST_CODE else f.GSSENCRequest()
     if code == CANCEL_REQUEST_CODE:
-        pid, key = reader.int32(), reader.int32()
-        reader.end()
+        pid = reader.int32()
+        key = reader.rest()
+        if not 4 <= len(key) <= 256:
+            raise Malformed(f"a cancel key of {len(key)} bytes (4 to 256 are allowed)")
         return f.CancelRequest(pid, key)
     if code >> 16 != 3:
         raise Malformed(f"unsupported protocol version {code >> 16}.{code & 0xFFFF}")

@@ -7,7 +7,7 @@ inside one raises ``ValueError``); integers are big-endian and signed.
 from __future__ import annotations
 
 from struct import pack
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 from .frontend import _cstring, _message
 
@@ -55,8 +55,10 @@ def parameter_status(name: str, value: str) -> bytes:
     return _message(b"S", _cstring(name) + _cstring(value))
 
 
-def backend_key_data(pid: int, secret_key: int) -> bytes:
-    return _message(b"K", pack("!ii", pid, secret_key))
+def backend_key_data(pid: int, secret_key: Union[int, bytes]) -> bytes:
+    """An int is protocol 3.0's four-byte key; 3.2's keys (bytes) are up to 256 bytes."""
+    key = pack("!i", secret_key) if isinstance(secret_key, int) else secret_key
+    return _message(b"K", pack("!i", pid) + key)
 
 
 def ready_for_query(status: str = "I") -> bytes:
@@ -121,8 +123,11 @@ def notification_response(pid: int, channel: str, payload: str = "") -> bytes:
     return _message(b"A", pack("!i", pid) + _cstring(channel) + _cstring(payload))
 
 
-def negotiate_protocol_version(newest_minor: int, unrecognized: Sequence[str] = ()) -> bytes:
-    body = pack("!ii", newest_minor, len(unrecognized))
+def negotiate_protocol_version(version: Tuple[int, int],
+                               unrecognized: Sequence[str] = ()) -> bytes:
+    """The newest version the server offers, as (major, minor), and the options it did not
+    recognise."""
+    body = pack("!HHi", version[0], version[1], len(unrecognized))
     return _message(b"v", body + b"".join(map(_cstring, unrecognized)))
 
 

@@ -48,7 +48,7 @@ _BUILDERS: Dict[type, Callable[[Any], bytes]] = {
     m.ErrorResponse: lambda x: backend.error_response(x.fields),
     m.NoticeResponse: lambda x: backend.notice_response(x.fields),
     m.NegotiateProtocolVersion: lambda x: backend.negotiate_protocol_version(
-        x.newest_minor, x.unrecognized),
+        x.version, x.unrecognized),
     m.ParseComplete: lambda x: backend.parse_complete(),
     m.BindComplete: lambda x: backend.bind_complete(),
     m.CloseComplete: lambda x: backend.close_complete(),
@@ -56,7 +56,8 @@ _BUILDERS: Dict[type, Callable[[Any], bytes]] = {
     m.ParameterDescription: lambda x: backend.parameter_description(x.type_oids),
     m.PortalSuspended: lambda x: backend.portal_suspended(),
     # frontend messages
-    f.StartupMessage: lambda x: frontend.startup_message(x.parameters, x.protocol_version),
+    f.StartupMessage: lambda x: frontend.startup_message(
+        x.parameters, (x.protocol_version >> 16, x.protocol_version & 0xFFFF)),
     f.SSLRequest: lambda x: frontend.ssl_request(),
     f.GSSENCRequest: lambda x: frontend.gssenc_request(),
     f.CancelRequest: lambda x: frontend.cancel_request(x.pid, x.secret_key),

@@ -10,7 +10,6 @@ still handed out first, and the error is raised on the next call.
 from __future__ import annotations
 
 import sys
-from itertools import repeat
 from struct import Struct, unpack_from
 from struct import error as StructError
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -39,9 +38,8 @@ _ROUTINE_LIMIT = 256
 
 _CACHE_SIZE = 1024  # distinct (sender pid, channel) pairs remembered
 _INT32 = Struct("!i").unpack_from
-_NO_SOURCE = b"-"  # never equal to the empty slice a span of 0 takes
-# Notifications of one sender in a row before take_run is tried.  Not on PyPy: its JIT
-# runs the one-message loop in half the time take_run's C calls take there.
+# Messages of one length in a run before take_run is tried.  Not on PyPy: its JIT runs
+# the one-message loop faster than take_run's C calls there.
 _BULK_AFTER = 8 if sys.implementation.name == "cpython" else sys.maxsize
 
 
@@ -70,11 +68,14 @@ class Decoder:
     def feed(self, data: bytes, pending: Optional[Pending] = None) -> List[m.BackendMessage]:
         """Every message completed by ``data``, in order.
 
-        With ``pending``, notifications go into it instead, compactly: after a
-        sender's first ``Notify``, its next ones on the same channel are kept as
+        With ``pending``, notifications go into it instead, compactly: from a
+        sender's third ``Notify`` in a row on one channel, the next ones are kept as
         bare payloads in a run (see pending.py).  This is the receive hot path: no
-        intermediate list, no per-message dispatch, no tuple per payload of a run,
-        and a long run's payloads taken many at a time (see bulk.py).
+        intermediate list, no per-message dispatch, one dictionary lookup for a
+        notification's sender, no tuple per payload of a run, and a long run of
+        payloads of one length taken many at a time (see _bulk.py).  One function on
+        purpose: its state lives in local variables, as a call or an attribute per
+        message would cost about as much as the message's own work.
         """
         if self._error is not None:
             raise self._error
@@ -97,11 +98,11 @@ class Decoder:
         runs: List[Run] = []
         run_add: Optional[Callable[[str], None]] = None
         run_extend: Callable[[List[str]], None] = _no_run  # a run's, once one begins
-        streak = 0  # notifications of the last sender in a row: long runs go to take_run
-        run_from = 0  # where the streak (or what followed a failed take_run) began
-        first = None  # the Notify a run's payloads follow
+        run_length = streak = 0  # a run's last message length, and how many had it in a row
+        first = None  # the Notify a run's payloads would follow: a sender's second in a row
         pos = 0
         size = len(buf)
+        last_header = size - 8  # a notification's header (type, length, pid) fits before
         need = 0
         routine_bytes = 0  # bytes of routine replies: a chunk of nothing else is remembered
         make = tuple.__new__
@@ -109,69 +110,73 @@ class Decoder:
         known_source = self._sources.get
         notify = m.Notify
         length_at = _INT32
-        # The last sender's pid and channel, with the channel's NUL, and the span from a
-        # message's start to its payload when it has that sender; none at first.
-        last_source, span = _NO_SOURCE, 0
+        last_sender: Optional[Tuple[int, str]] = None  # the last notification's pid, channel
         pid, channel = 0, ""
+        # A run's sender: its pid and channel with the NUL, and the span from a message's
+        # start to its payload.
+        last_source, span = b"", 0
         try:
             while pos < size:
                 # The hot path: a run of complete, well-formed NotificationResponses.
-                while size - pos >= 9 and buf[pos] == 65:
+                while pos < last_header and buf[pos] == 65:
                     (length,) = length_at(buf, pos + 1)
                     end = pos + 1 + length
                     if end > size or length < 10:
-                        break  # incomplete or invalid: the general path decides
+                        break  # another message, incomplete or invalid: the general path
                     if buf[end - 1]:
                         raise Malformed("notification strings are not NUL-terminated")
-                    cut = pos + span
-                    if cut < end and buf[pos + 5 : cut] == last_source:
-                        # The previous sender and channel again (and the channel's NUL):
-                        # the rest is the payload, which may hold no NUL of its own.
-                        streak += 1
-                        if streak >= _BULK_AFTER and (run_add is not None or pending is None):
-                            # A long run: this one and the next ones at once (see bulk.py),
-                            # in a window twice the bytes since the run (or the last try)
-                            # began, so that a failed try costs at most twice what the
-                            # one-message path has done meanwhile.
-                            window = 2 * (end - run_from)
-                            taken = take_run(buf, cut, end - 1 - cut, cut + window, last_source)
-                            if taken is not None:
-                                payloads, pos = taken
-                                if pending is None:
-                                    out += map(make, repeat(notify),
-                                               zip(repeat(pid), repeat(channel), payloads))
-                                else:
-                                    run_extend(payloads)
-                                streak += len(payloads)
-                                continue
-                            streak, run_from = -streak, end  # not a run: wait as long again
-                        payload = buf[cut : end - 1].decode()
-                        if "\0" in payload:
-                            raise Malformed("a notification holds more than two strings")
-                        if run_add is not None:
+                    if run_add is not None:
+                        # In a run: the same sender and channel again, most likely.
+                        cut = pos + span
+                        if cut < end and buf[pos + 5 : cut] == last_source:
+                            if length != run_length:
+                                run_length, streak = length, 0
+                            else:
+                                streak += 1
+                                if streak >= _BULK_AFTER:
+                                    # Many of one length: this one and the next ones at
+                                    # once (see _bulk.py), at most twice as many as came
+                                    # one at a time, so a failed try costs at most twice
+                                    # what those did.
+                                    taken = take_run(buf, cut, length, 2 * streak, last_source)
+                                    if taken is not None:
+                                        payloads, pos = taken
+                                        run_extend(payloads)
+                                        streak += len(payloads)
+                                        continue
+                                    streak = -streak  # not such a run: wait as long again
+                            payload = buf[cut : end - 1].decode()
+                            if "\0" in payload:
+                                raise Malformed("a notification holds more than two strings")
                             run_add(payload)
-                        elif pending is None:
-                            add(make(notify, (pid, channel, payload)))
-                        else:
-                            # The same sender again: a run begins (see pending.py).
-                            run = [RUN_START, first, payload]
-                            add(run)
-                            runs.append(run)
-                            run_add, run_extend = run.append, run.extend
-                    else:
-                        # The payload runs from the last NUL before the terminating one,
-                        # so it holds none; a NUL in the channel is checked when new.
-                        nul = rfind(0, pos + 9, end - 1)
-                        if nul < 0:
-                            raise Malformed("notification strings are not NUL-terminated")
-                        source = buf[pos + 5 : nul]  # the sender's pid and the channel
-                        pid, channel = known_source(source) or self._new_source(source)
-                        first = make(notify, (pid, channel, buf[nul + 1 : end - 1].decode()))
+                            pos = end
+                            continue
+                    # The payload runs from the last NUL before the terminating one, so it
+                    # holds none.  The sender's pid and the channel with its NUL come
+                    # before: without that NUL (nul is -1) they are empty, which no known
+                    # sender is; a NUL in the channel is checked when the sender is new.
+                    nul = rfind(0, pos + 9, end - 1)
+                    source = buf[pos + 5 : nul + 1]
+                    sender = known_source(source)
+                    if sender is None:
+                        sender = self._new_source(source)
+                    payload = buf[nul + 1 : end - 1].decode()
+                    if sender is not last_sender:
+                        pid, channel = last_sender = sender
+                        add(make(notify, (pid, channel, payload)))
+                        first = run_add = None
+                    elif first is None or pending is None:
+                        first = make(notify, (pid, channel, payload))
                         add(first)
-                        last_source = buf[pos + 5 : nul + 1]
-                        span = nul + 1 - pos
-                        run_add = None
-                        streak, run_from = 0, pos
+                    else:
+                        # The same sender a third time: a run begins (see pending.py); a
+                        # second one alone is cheaper kept whole.
+                        run = [RUN_START, first, payload]
+                        add(run)
+                        runs.append(run)
+                        run_add, run_extend = run.append, run.extend
+                        last_source, span = source, nul + 1 - pos
+                        run_length, streak = length, 0
                     pos = end
                 if pos >= size:
                     break
@@ -208,8 +213,7 @@ class Decoder:
                 message = PARSERS[kind](buf[pos + 5 : end], 0, length - 4)
                 if kind == 65:
                     add(message)
-                    last_source, span, run_add = _NO_SOURCE, 0, None  # no run continues past it
-                    streak, run_from = 0, pos
+                    last_sender = first = run_add = None  # no run continues past it
                 else:
                     out.append(message)
                 pos = end
@@ -236,11 +240,14 @@ class Decoder:
         return out
 
     def _new_source(self, source: bytes) -> Tuple[int, str]:
-        if source.find(0, 4) >= 0:
+        """A sender's pid and channel from its bytes, NUL included."""
+        if not source:
+            raise Malformed("notification strings are not NUL-terminated")
+        if source.find(0, 4) != len(source) - 1:
             raise Malformed("a notification holds more than two strings")
         if len(self._sources) >= _CACHE_SIZE:
             self._sources.clear()
-        pid_and_channel = self._sources[source] = (_INT32(source)[0], source[4:].decode())
+        pid_and_channel = self._sources[source] = (_INT32(source)[0], source[4:-1].decode())
         return pid_and_channel
 
     def check(self) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from struct import pack
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
-PROTOCOL_VERSION = 3 << 16  # 3.0
+PROTOCOL_3_0 = (3, 0)
+PROTOCOL_3_2 = (3, 2)  # PostgreSQL 18: cancel keys of up to 256 bytes
+PROTOCOL_LATEST = PROTOCOL_3_2
 SSL_REQUEST_CODE = 80877103
 GSSENC_REQUEST_CODE = 80877104
 CANCEL_REQUEST_CODE = 80877102
@@ -32,12 +34,16 @@ def gssenc_request() -> bytes:
     return pack("!ii", 8, GSSENC_REQUEST_CODE)
 
 
-def cancel_request(pid: int, secret_key: int) -> bytes:
-    return pack("!iiii", 16, CANCEL_REQUEST_CODE, pid, secret_key)
+def cancel_request(pid: int, secret_key: bytes) -> bytes:
+    """CancelRequest with the key BackendKeyData gave: 4 bytes in 3.0, up to 256 in 3.2."""
+    return pack("!iii", 12 + len(secret_key), CANCEL_REQUEST_CODE, pid) + secret_key
 
 
-def startup_message(parameters: Mapping[str, str], version: int = PROTOCOL_VERSION) -> bytes:
-    body = pack("!i", version)
+def startup_message(
+    parameters: Mapping[str, str], version: Tuple[int, int] = PROTOCOL_3_0
+) -> bytes:
+    major, minor = version
+    body = pack("!HH", major, minor)
     if "" in parameters:
         raise ValueError("a startup parameter name cannot be empty")
     body += b"".join(_cstring(k) + _cstring(v) for k, v in parameters.items()) + b"\0"

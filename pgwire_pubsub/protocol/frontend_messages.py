@@ -36,7 +36,7 @@ class CancelRequest(NamedTuple):
     """Sent on a new connection to cancel the command in progress of another session."""
 
     pid: int
-    secret_key: int
+    secret_key: bytes  # 4 bytes in protocol 3.0, up to 256 in 3.2
 
 
 class PasswordMessage(NamedTuple):

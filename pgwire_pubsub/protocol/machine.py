@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from typing import Deque, Dict, List, Mapping, Optional
+from typing import Deque, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from ..errors import (
     DatabaseError,
@@ -95,6 +95,10 @@ _ROUTINE_REPLIES = frozenset(
 )
 
 
+def _dotted(version: Tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
 def format_notice(fields: Mapping[str, str]) -> str:
     severity = fields.get("V") or fields.get("S") or "NOTICE"
     return f"{severity}:  {fields.get('M', '')}\n"
@@ -114,7 +118,12 @@ class Machine:
         self.notices: List[str] = []
         self.parameters: Dict[str, str] = {}
         self.backend_pid: Optional[int] = None
-        self.secret_key: Optional[int] = None
+        self.secret_key: Optional[bytes] = None  # for a CancelRequest: 4 bytes, or up to 256
+        # Requested at start, then lowered by the server's NegotiateProtocolVersion.
+        self.protocol_version: Tuple[int, int] = frontend.PROTOCOL_3_0
+        self._min_version = frontend.PROTOCOL_3_0
+        self._requested_options: FrozenSet[str] = frozenset()
+        self._negotiated = False
         self.transaction_status: Optional[str] = None
         # A FATAL error the server announced before closing (e.g. the backend
         # was terminated): it explains the end of the stream that follows.
@@ -153,10 +162,22 @@ class Machine:
             raise ProtocolViolation(f"invalid answer to the TLS request: {answer[:16]!r}")
         self.state = State.NEW
 
-    def start(self, parameters: Mapping[str, str]) -> bytes:
+    def start(
+        self,
+        parameters: Mapping[str, str],
+        version: Tuple[int, int] = frontend.PROTOCOL_3_0,
+        min_version: Tuple[int, int] = frontend.PROTOCOL_3_0,
+    ) -> bytes:
+        """The StartupMessage asking for ``version``; the server may lower it as far as
+        ``min_version`` (libpq's max_protocol_version and min_protocol_version)."""
         self._require(State.NEW, "start up")
+        if not frontend.PROTOCOL_3_0 <= min_version <= version <= frontend.PROTOCOL_LATEST:
+            raise ValueError(f"no protocol versions from {min_version} to {version} are spoken")
+        message = frontend.startup_message(parameters, version)
         self.state = State.STARTUP
-        return frontend.startup_message(parameters)
+        self.protocol_version, self._min_version = version, min_version
+        self._requested_options = frozenset(k for k in parameters if k.startswith("_pq_."))
+        return message
 
     def send_auth(self, message: bytes) -> bytes:
         self._require(State.STARTUP, "answer an authentication request")
@@ -246,7 +267,9 @@ class Machine:
             self.fatal_error = error_from_fields(message.fields)
         if state is State.STARTUP and isinstance(message, _STARTUP_MESSAGES):
             if isinstance(message, m.BackendKeyData):
-                self.backend_pid, self.secret_key = message.pid, message.secret_key
+                self._keep_cancel_key(message)
+            elif isinstance(message, m.NegotiateProtocolVersion):
+                self._negotiate(message)
         elif state is State.BUSY and isinstance(message, _COMMAND_MESSAGES):
             pass
         elif isinstance(message, m.ErrorResponse) and state is State.READY:
@@ -265,6 +288,43 @@ class Machine:
             self.state = State.READY
             self.transaction_status = message.status
         self._inbox.append(message)
+
+    def _keep_cancel_key(self, message: m.BackendKeyData) -> None:
+        size = len(message.secret_key)
+        if size != 4 and self.protocol_version == frontend.PROTOCOL_3_0:
+            self._violation(f"the server sent a cancel key of {size} bytes in protocol 3.0, "
+                            "whose keys are 4 bytes")
+        self.backend_pid, self.secret_key = message.pid, message.secret_key
+
+    def _negotiate(self, message: m.NegotiateProtocolVersion) -> None:
+        """The server offers less than was asked: accept a version within range, as libpq."""
+        offered, requested = message.version, self.protocol_version
+        if self._negotiated:
+            self._violation("the server sent NegotiateProtocolVersion twice")
+        self._negotiated = True
+        if offered > requested:
+            self._violation(f"the server asked to downgrade to protocol {_dotted(offered)}, "
+                            f"above the {_dotted(requested)} requested")
+        if offered < frontend.PROTOCOL_3_0 or offered == (3, 1):
+            self._violation(f"the server asked to downgrade to protocol {_dotted(offered)}, "
+                            "which does not exist or is not spoken here")
+        if offered == requested and not message.unrecognized:
+            self._violation("the server sent NegotiateProtocolVersion asking for no change")
+        for name in message.unrecognized:
+            if name not in self._requested_options:
+                self._violation(f"the server reported an unsupported option {name!r} "
+                                "that was not requested")
+        if offered < self._min_version:
+            self.state = State.CLOSED
+            raise OperationalError(
+                f"server only supports protocol version {_dotted(offered)}, but "
+                f'"min_protocol_version" was set to {_dotted(self._min_version)}'
+            )
+        self.protocol_version = offered
+
+    def _violation(self, what: str) -> None:
+        self.state = State.CLOSED
+        raise ProtocolViolation(f"{what}; closing the connection")
 
     @property
     def has_queued_replies(self) -> bool:

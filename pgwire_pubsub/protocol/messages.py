@@ -70,7 +70,7 @@ class ParameterStatus(NamedTuple):
 
 class BackendKeyData(NamedTuple):
     pid: int
-    secret_key: int
+    secret_key: bytes  # 4 bytes in protocol 3.0; up to 256 in 3.2 (PostgreSQL 18 sends 32)
 
 
 class ReadyForQuery(NamedTuple):
@@ -102,7 +102,10 @@ class NoticeResponse(NamedTuple):
 
 
 class NegotiateProtocolVersion(NamedTuple):
-    newest_minor: int
+    """The server's newest version for the requested major one (sent as a whole version
+    number, major in the high 16 bits), and the ``_pq_.`` options it did not recognise."""
+
+    version: Tuple[int, int]
     unrecognized: Tuple[str, ...]
 
 

@@ -1,14 +1,15 @@
 """The queue of notifications received and not yet taken, kept compact.
 
-A notification from the same sender on the same channel as the one before it
-is kept as its payload alone, in a run right after that first one's
-``Notify``; it becomes a ``Notify`` again when it is taken or looked at.  A
+From the third notification in a row from one sender on one channel, the next
+ones are kept as their payloads alone, in a run right after the second one's
+``Notify``; each becomes a ``Notify`` again when it is taken or looked at.  A
 pending 64-byte notification of a burst then holds about 122 bytes instead of
 about 193, and the receive loop builds no tuple for it.  Notifications of
-interleaved senders are kept whole, as before.
+interleaved senders, and a sender's second in a row, are kept whole (a run of
+one payload would cost more than it saves).
 
 A run is a list ``[cursor, first, payload, payload...]``: ``first`` is the
-run's first ``Notify`` (its sender and channel), ``cursor`` the index of the
+``Notify`` the run follows (its sender and channel), ``cursor`` the index of the
 next payload to take.  Taking a payload is one list store, and taking a run's
 last one removes the run, so that an interrupt (Ctrl-C) between two statements
 can lose at most the notification being taken, never the queue's order or its
@@ -140,7 +141,8 @@ class Pending:
             head[0] = cursor + 1  # taken
             self.extra -= 1
             self.dirty = False
-        return _notify(head, payload)
+        first = head[1]  # _notify(head, payload), inlined: this runs per event
+        return _make(Notify, (first[0], first[1], payload))
 
     def pop(self) -> QueueItem:
         items = self.items

@@ -46,9 +46,19 @@ def negotiate_tls(machine: Machine) -> Step[bool]:
     return machine.tls_answer
 
 
-def startup(machine: Machine, parameters: Mapping[str, str], auth: Authenticator) -> Step[None]:
-    """StartupMessage, authentication, and the session's parameters up to ReadyForQuery."""
-    yield machine.start(parameters)
+def startup(
+    machine: Machine,
+    parameters: Mapping[str, str],
+    auth: Authenticator,
+    max_version: Tuple[int, int] = frontend.PROTOCOL_3_0,
+    min_version: Tuple[int, int] = frontend.PROTOCOL_3_0,
+) -> Step[None]:
+    """StartupMessage, authentication, and the session's parameters up to ReadyForQuery.
+
+    The protocol version asked for is ``max_version``; a server that offers less
+    lowers it (``machine.protocol_version``), but not below ``min_version``.
+    """
+    yield machine.start(parameters, max_version, min_version)
     authenticated = False
     while True:
         message = yield from receive(machine)

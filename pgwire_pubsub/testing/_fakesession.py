@@ -60,7 +60,7 @@ def serve(conn: FakeConn, hub: Hub) -> None:
     params = {**STARTUP_PARAMETERS, "application_name":
               startup.parameters.get("application_name", ""), "session_authorization": user}
     conn.send_messages(*(m.ParameterStatus(k, v) for k, v in params.items()),
-                       m.BackendKeyData(session.pid, secrets.randbits(31)))
+                       m.BackendKeyData(session.pid, secrets.token_bytes(4)))
     session.parameters = params
     hub.join(session)
     try:

@@ -217,7 +217,8 @@ class FakeConn:
             raise EOFError("authentication failed")
         self.pid = pid
         self.send_messages(*(m.ParameterStatus(k, v) for k, v in STARTUP_PARAMETERS.items()),
-                           m.BackendKeyData(pid, key), m.ReadyForQuery("I"))
+                           m.BackendKeyData(pid, key.to_bytes(4, "big", signed=True)),
+                           m.ReadyForQuery("I"))
         return params
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ Nothing is imported or started until a test asks for a fixture.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, TypeVar, cast
@@ -38,11 +39,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _async_fixture(function: F) -> F:
     """pytest-asyncio's fixture decorator when it is installed (its strict mode wants it),
     else pytest's (for other runners, such as anyio's)."""
-    try:
-        from pytest_asyncio import fixture  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        fixture = pytest.fixture
-    return cast(F, fixture(function))
+    decorator: Any = pytest.fixture
+    with contextlib.suppress(ImportError):
+        from pytest_asyncio import fixture as decorator  # type: ignore[no-redef,unused-ignore]
+    return cast(F, decorator(function))
 
 
 def session_server(tls: bool = True) -> Iterator[Server]:

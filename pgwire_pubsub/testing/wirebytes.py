@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import struct
 import termios
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 from ..protocol import backend
 from ..protocol.backend import authentication as auth
@@ -60,8 +60,9 @@ def auth_sasl(*mechanisms: str) -> bytes:
     return backend.authentication_sasl(mechanisms)
 
 
-def backend_key(pid: int = 4242, key: int = 1234) -> bytes:
-    """BackendKeyData: the server process id and the cancellation key."""
+def backend_key(pid: int = 4242, key: Union[int, bytes] = 1234) -> bytes:
+    """BackendKeyData: the server process id and the cancellation key (an int is sent as
+    protocol 3.0's four bytes; protocol 3.2's keys are longer)."""
     return backend.backend_key_data(pid, key)
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: ``pg`` (TLS), ``pg_nossl`` (TLS off), ``pg_build`` and ``wait_for``.
+"""Shared fixtures: ``pg`` (TLS), ``pg_nossl`` (TLS off), ``pg_build``, ``open_client`` and
+``wait_for``.
 
 ``pg`` is the session server of the package's own pytest plugin (``postgres_cluster``),
 which also offers ``postgres_server``, ``pubsub``, ``fake_backend`` and ``fault_proxy``.

@@ -162,10 +162,9 @@ def test_callbacks_run_in_arrival_order_and_survive_one_that_raises(
     assert listening(pubsub) == set()
 
 
-def test_a_coroutine_function_is_awaited_as_a_callback(pg: Server, client_kind: str,
+@pytest.mark.parametrize("client_kind", ["asyncio"])  # coroutine callbacks are asyncio's
+def test_a_coroutine_function_is_awaited_as_a_callback(pg: Server,
                                                        connect: Callable[..., Any]) -> None:
-    if client_kind == "blocking":
-        pytest.skip("coroutine callbacks are for the asyncio client")
     pubsub = connect()
     seen: List[str] = []
     done = threading.Event()

@@ -23,6 +23,7 @@ from pgwire_pubsub import (
     ProtocolViolation,
     PubSub,
 )
+from pgwire_pubsub._blocking import socketio
 from pgwire_pubsub._blocking.connection import Connection, connect_raw
 from pgwire_pubsub.protocol import _bulk as bulk
 from pgwire_pubsub.protocol import decoder as decoder_module
@@ -625,6 +626,24 @@ def test_burst_of_5000_in_one_transaction(
     got = receive(pubsub, 5000)
     assert got == [Notify(pid, "burst", str(i)) for i in range(1, 5001)]
     assert pubsub.get_event(select_timeout=0.2) is None
+
+
+def test_burst_over_tls_in_reads_shorter_than_a_record(
+    pg: Server, connect: Callable[..., PubSub], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS decrypts a whole record at once: with reads shorter than a record, the rest of
+    it waits inside the TLS layer, where select cannot see it, and must still be taken."""
+    if not pg.has_tls:
+        pytest.skip("server has no TLS")
+    monkeypatch.setattr(socketio, "RECV_SIZE", 100)  # the read buffer is sized on connecting
+    pubsub = connect(sslmode="require", connect_timeout=5)  # start-up is read this way too
+    pubsub.listen("burst")
+    out = pg.psql(
+        "BEGIN; SELECT pg_notify('burst', i::text) FROM generate_series(1, 3000) i; "
+        "SELECT pg_backend_pid(); COMMIT;"
+    )
+    pid = int(out.split()[-1])
+    assert receive(pubsub, 3000) == [Notify(pid, "burst", str(i)) for i in range(1, 3001)]
 
 
 def test_burst_of_every_shape_taken_many_at_a_time(

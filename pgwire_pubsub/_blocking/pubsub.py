@@ -269,7 +269,7 @@ class PubSub(PubSubCore):
                 return conn.execute(request.sql, request.params)
             return conn.run_within(request.sql, request.params, request.timeout)
         if kind is Wait:
-            return self.conn.wait(request.timeout)
+            return self.conn.wait(request.timeout, request.more)
         if kind is Clock:
             return time.monotonic()
         if kind is Idle:

@@ -247,7 +247,8 @@ class PubSubCore(Routing):
                 left = deadline - (yield Clock())
                 if left <= 0:
                     raise OperationalError(VERIFY_FAILED.format(timeout=timeout))
-                yield from self._waited_read(left)
+                # Others' notifications may be waiting: read on, for ours.
+                yield from self._waited_read(left, lambda: False, more=True)
         except GeneratorExit:
             raise
         except BaseException:
@@ -295,11 +296,13 @@ class PubSubCore(Routing):
                 return
 
     def _waited_read(
-        self, timeout: Optional[float], waiting: Optional[Callable[[], bool]] = None
+        self, timeout: Optional[float], waiting: Optional[Callable[[], bool]] = None,
+        more: bool = False,
     ) -> Procedure[None]:
-        """One wait for data (at most ``timeout``), with health checks and recovery.  After a
-        loss, what the caller was handed before it (``waiting()``: by default, whether the
-        client's queue holds anything) is taken before the loss is raised."""
+        """One wait for data (at most ``timeout``), with health checks and recovery; with
+        ``more``, even while notifications are waiting.  After a loss, what the caller was
+        handed before it (``waiting()``: by default, whether the client's queue holds
+        anything) is taken before the loss is raised."""
         has_something = waiting or (lambda: bool(self._queue.items))
         yield from self._connected()
         if has_something():  # a reconnection just marked the gap, for one
@@ -312,7 +315,7 @@ class PubSubCore(Routing):
                 return
             timeout = due if timeout is None else min(timeout, due)
         try:
-            yield Wait(timeout)
+            yield Wait(timeout, more)
         except OperationalError as exc:
             if has_something():
                 return

@@ -300,10 +300,11 @@ class AsyncConnection(SessionView):
         finally:
             helper._disconnect()
 
-    async def wait(self, timeout: Optional[float]) -> None:
+    async def wait(self, timeout: Optional[float], more: bool = False) -> None:
         """Wait up to ``timeout`` seconds (None: forever) for more input; at once when
-        notifications are waiting.  A lost connection raises."""
-        if self.machine.notifications.items:
+        notifications are waiting, unless ``more`` (for one that has not come yet).  A lost
+        connection raises."""
+        if self.machine.notifications.items and not more:
             return
         deadline = None if timeout is None else self._loop.time() + max(0.0, timeout)
         with contextlib.suppress(TimeoutError):

@@ -257,7 +257,7 @@ class AsyncPubSub(PubSubCore):
             conn = request.conn or self.conn
             return await conn.execute(request.sql, request.params, request.timeout)
         if kind is Wait:
-            return await self.conn.wait(request.timeout)
+            return await self.conn.wait(request.timeout, request.more)
         if kind is Clock:
             return asyncio.get_running_loop().time()
         if kind is Idle:

@@ -4,6 +4,7 @@ one connection."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -11,7 +12,9 @@ from typing import Any, Callable, Dict, List, Set
 
 import pytest
 
+import pgwire_pubsub.aio
 from pgwire_pubsub import Dropped, Notify, PendingOverflow, Reconnected, ReconnectPolicy
+from pgwire_pubsub.protocol.machine import State
 from pgwire_pubsub.testing.pgcluster import Server, wait_for
 
 GUARD = 30.0  # seconds: a failure guard, never a performance target
@@ -268,3 +271,77 @@ def test_ten_thousand_subscribers_get_a_burst_of_100000_exactly(
     for subscriber in subscribers:
         subscriber.close()
     assert listening(pubsub) == set()
+
+
+def test_a_close_cancelled_while_it_unlistens_leaves_later_subscriptions_listening(
+    pg: Server,
+) -> None:
+    """A web server cancels a stream's task when its client goes, often while the stream's
+    subscription is closing: the UNLISTEN may have run on the server or not, and the next
+    subscription to that channel must LISTEN again, not trust a stale record and hear
+    nothing."""
+    async def main() -> None:
+        pubsub = await pgwire_pubsub.aio.connect(**pg.dsn_kwargs(sslmode="disable"))
+        async with pubsub:
+            first = await pubsub.subscribe("cancelled")
+            closing = asyncio.ensure_future(first.close())
+            while pubsub.conn.machine.state is not State.BUSY:  # the UNLISTEN is sent
+                await asyncio.sleep(0)
+            closing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+            async with pubsub.subscribe("cancelled") as later:
+                rows = await pubsub.conn.execute("SELECT pg_catalog.pg_listening_channels()")
+                assert rows == [("cancelled",)]
+                loop = asyncio.get_running_loop()
+                pid = await loop.run_in_executor(None, psql_notify, pg, ("cancelled", "heard"))
+                assert await later.get(GUARD) == Notify(pid, "cancelled", "heard")
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))
+
+
+def test_closing_the_asyncio_client_ends_every_subscription_that_waits(pg: Server) -> None:
+    async def main() -> None:
+        pubsub = await pgwire_pubsub.aio.connect(**pg.dsn_kwargs(sslmode="disable"))
+        subscription = await pubsub.subscribe("ending")
+
+        async def iterate() -> List[Any]:
+            return [event async for event in subscription]
+
+        waiting = [asyncio.ensure_future(iterate()),
+                   asyncio.ensure_future(subscription.get()),
+                   asyncio.ensure_future(subscription.get_events(None))]
+        for _ in range(5):  # each task runs until it waits for input
+            await asyncio.sleep(0)
+        assert not any(task.done() for task in waiting)
+        await pubsub.close()
+        assert await asyncio.gather(*waiting) == [[], None, None]
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))
+
+
+def test_an_arrival_wakes_only_the_asyncio_subscriptions_it_concerns(pg: Server) -> None:
+    """With 10,000 subscriptions on one connection, waking each of them for every arrival
+    (as plain waiters on the connection are) costs milliseconds a notification."""
+    async def main() -> None:
+        pubsub = await pgwire_pubsub.aio.connect(**pg.dsn_kwargs(sslmode="disable"))
+        waits: Dict[str, int] = {"quiet": 0, "busy": 0}
+        wait = pubsub._reader_input
+
+        async def counted(reader: Any, timeout: Any) -> None:
+            waits[next(iter(reader.feed.channels))] += 1
+            await wait(reader, timeout)
+
+        pubsub._reader_input = counted  # type: ignore[method-assign]
+        async with pubsub, pubsub.subscribe("quiet") as quiet, \
+                pubsub.subscribe("busy") as busy:
+            quiet_task = asyncio.ensure_future(quiet.get())
+            for n in range(3):
+                got = asyncio.ensure_future(busy.get())
+                await pubsub.notify("busy", str(n))
+                assert (await got).payload == str(n)  # type: ignore[union-attr]
+            assert waits == {"quiet": 1, "busy": 3}
+            await pubsub.notify("quiet", "at last")
+            assert (await quiet_task).payload == "at last"  # type: ignore[union-attr]
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))

@@ -131,6 +131,11 @@ class PubSubCore(Routing):
         self.hub = Hub()
         self._inbox = self._queue
         self._server: Set[str] = set()  # the channels this session listens on, for us
+        # Channels whose LISTEN or UNLISTEN was interrupted (cancelled, say, after the server
+        # ran it): whether the server listens on them is unknown.  They count as not listened
+        # to, so that a later sync says LISTEN again rather than leave a subscription deaf,
+        # and a sync UNLISTENs those nobody wants.
+        self._unsure: Set[str] = set()
         self._private: Set[str] = set()  # verify()'s channels, kept for it whatever else
 
     # -- commands --------------------------------------------------------
@@ -157,18 +162,18 @@ class PubSubCore(Routing):
         wanted = self.hub.wanted()
         if channel is None or channel == "*":
             if not wanted:
-                yield from self._execute("UNLISTEN *")
+                self._unsure |= self._server
                 self._server.clear()
+                yield from self._execute("UNLISTEN *")
+                self._unsure.clear()
             else:
-                for name in sorted(self._server - wanted):
-                    yield from self._execute("UNLISTEN " + quote_ident(name))
-                    self._server.discard(name)
+                for name in sorted((self._server | self._unsure) - wanted):
+                    yield from self._set_listening(name, False)
             self.channels.clear()
             return
         check_channel(channel)
         if channel not in wanted:
-            yield from self._execute("UNLISTEN " + quote_ident(channel))
-            self._server.discard(channel)
+            yield from self._set_listening(channel, False)
         self.channels.discard(channel)
 
     def _notify(self, channel: str, payload: Optional[str]) -> Procedure[None]:

@@ -120,16 +120,7 @@ class AsyncConnection(SessionView):
         self._check_open()
         waiter = self._loop.create_future()
         self._waiters.append(waiter)
-        timer = None
-        if deadline is not None:
-            timer = self._loop.call_at(deadline, _expire, waiter)
-        try:
-            await waiter
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if not waiter.done():
-                waiter.cancel()
+        await wait_on(waiter, deadline, self._loop)
         self._check_open()
 
     # -- running steps and procedures ----------------------------------------
@@ -338,6 +329,8 @@ class AsyncConnection(SessionView):
         self.machine.mark_lost()
         self._disconnect()
         self._wake()
+        if self.on_input is not None:  # news for whoever waits on what it routes, too
+            self.on_input()
         return exc
 
     def _check_open(self) -> None:
@@ -376,6 +369,20 @@ class AsyncConnection(SessionView):
     def __repr__(self) -> str:
         state = {0: "open", 1: "closed", 2: "broken"}[self.closed]
         return f"<pgwire_pubsub.aio.AsyncConnection {state} {self.params!r}>"
+
+
+async def wait_on(waiter: asyncio.Future[None], deadline: Optional[float],
+                  loop: asyncio.AbstractEventLoop) -> None:
+    """Until ``waiter`` is done, or ``deadline`` (loop time) passes: ``TimeoutError`` then.
+    A waiter left waiting (timed out, or the task cancelled) is cancelled."""
+    timer = None if deadline is None else loop.call_at(deadline, _expire, waiter)
+    try:
+        await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if not waiter.done():
+            waiter.cancel()
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

@@ -52,11 +52,11 @@ class Mutant:
     equivalent: str = ""  # why it survives on purpose
 
 
-PUBSUB = "pgwire_pubsub/_pubsub.py"
-CONNECTION = "pgwire_pubsub/_blocking/connection.py"
-CONNECTOR = "pgwire_pubsub/_blocking/connector.py"
-SOCKETIO = "pgwire_pubsub/_blocking/socketio.py"
+SHARED = "pgwire_pubsub/_shared/pubsub.py"
+OPENING = "pgwire_pubsub/_shared/opening.py"
 RECONNECT = "pgwire_pubsub/_shared/reconnect.py"
+CONNECTION = "pgwire_pubsub/_blocking/connection.py"
+SOCKETIO = "pgwire_pubsub/_blocking/socketio.py"
 EVENTS = "pgwire_pubsub/protocol/events.py"
 
 CONNECT_TIMEOUT_TESTS = (
@@ -65,33 +65,34 @@ CONNECT_TIMEOUT_TESTS = (
 )
 RECONNECT_TESTS = ("tests/test_reconnect_policy.py",)
 BOUND_TESTS = ("tests/test_events_unit.py", "tests/test_backpressure.py")
+VERIFY_TESTS = ("tests/test_timeouts.py", "-k", "verify")
 
 MUTANTS: List[Mutant] = [
     # -- issue 18's table ---------------------------------------------------------------
-    Mutant("connect-timeout-x4", CONNECTOR,
-           "deadline = time.monotonic() + params.connect_timeout",
-           "deadline = time.monotonic() + params.connect_timeout * 4",
+    Mutant("connect-timeout-x4", OPENING,
+           "yield Deadline(params.connect_timeout)\n    plan",
+           "yield Deadline(params.connect_timeout and params.connect_timeout * 4)\n    plan",
            CONNECT_TIMEOUT_TESTS, "connect_timeout multiplied by 4", issue=True),
-    Mutant("connect-timeout-ignored", CONNECTOR,
-           "    if params.connect_timeout is not None:\n        deadline =",
-           "    if False:\n        deadline =",
+    Mutant("connect-timeout-ignored", OPENING,
+           "yield Deadline(params.connect_timeout)\n    plan",
+           "yield Deadline(None)\n    plan",
            CONNECT_TIMEOUT_TESTS, "connect_timeout ignored", issue=True),
-    Mutant("reconnect-ignores-max-duration", PUBSUB,
-           "policy.gives_up(attempt, time.monotonic() - started)",
+    Mutant("reconnect-ignores-max-duration", SHARED,
+           "policy.gives_up(attempt, (yield Clock()) - started)",
            "policy.gives_up(attempt, 0.0)",
            RECONNECT_TESTS, "reconnection ignores the policy's max_duration", issue=True),
-    Mutant("verify-no-op", PUBSUB,
-           "        conn = self._connected()\n        channel = f\"pgwire_pubsub_verify_",
-           "        return\n        conn = self._connected()\n"
-           "        channel = f\"pgwire_pubsub_verify_",
-           ("tests/test_timeouts.py", "-k", "verify"), "verify() made a no-op", issue=True),
-    Mutant("queue-usage-zero", PUBSUB,
+    Mutant("verify-no-op", SHARED,
+           "        conn = yield from self._connected()\n        machine = conn.machine",
+           "        return\n        conn = yield from self._connected()\n"
+           "        machine = conn.machine",
+           VERIFY_TESTS, "verify() made a no-op", issue=True),
+    Mutant("queue-usage-zero", SHARED,
            "return float(rows[0][0])", "return 0.0",
            ("tests/test_reliability.py", "-k", "queue_usage"), "queue_usage() returns 0.0",
            issue=True),
-    Mutant("select-timeout-none-as-0", PUBSUB,
-           "deadline = None if timeout is None else time.monotonic() + timeout",
-           "deadline = time.monotonic() + (timeout or 0)",
+    Mutant("select-timeout-none-as-0", SHARED,
+           "deadline = None if timeout is None else (yield Clock()) + timeout",
+           "deadline = (yield Clock()) + (timeout or 0)",
            ("tests/test_timeouts.py", "-k", "select_timeout_none"),
            "select_timeout=None treated as 0", issue=True),
     Mutant("every-target-holds", "benchmarks/bench_report.py",
@@ -99,7 +100,7 @@ MUTANTS: List[Mutant] = [
            'out.append({"target": target, "measured": measured, "holds": True})',
            ("tests/test_bench_targets.py",), "every benchmark target reported as holding",
            issue=True),
-    # -- the rest of the pass: _pubsub.py -----------------------------------------------
+    # -- the rest of the pass: reconnection --------------------------------------------
     Mutant("gives-up-ignores-max-duration", RECONNECT,
            "return self.max_duration is not None and elapsed >= self.max_duration",
            "return False",
@@ -108,65 +109,71 @@ MUTANTS: List[Mutant] = [
            "if self.max_attempts is not None and attempts >= self.max_attempts:",
            "if False:",
            RECONNECT_TESTS, "ReconnectPolicy.gives_up ignores max_attempts"),
-    Mutant("no-wait-between-attempts", PUBSUB,
-           "if self._stop.wait(policy.delay(attempt)):", "if self._stop.wait(0):",
+    Mutant("no-wait-between-attempts", SHARED,
+           "if (yield Sleep(policy.delay(attempt))):", "if (yield Sleep(0)):",
            RECONNECT_TESTS, "no wait between reconnection attempts"),
     Mutant("max-delay-ignored", RECONNECT,
            "base = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))",
            "base = self.initial_delay * self.multiplier ** (attempt - 1)",
            RECONNECT_TESTS, "the waits between attempts are not capped by max_delay"),
-    Mutant("attempts-miscounted", PUBSUB,
-           "Reconnected(time.monotonic() - started, conn.get_backend_pid(), attempt)",
-           "Reconnected(time.monotonic() - started, conn.get_backend_pid(), 1)",
+    Mutant("attempts-miscounted", SHARED,
+           "Reconnected(down, conn.get_backend_pid(), attempt)",
+           "Reconnected(down, conn.get_backend_pid(), 1)",
            RECONNECT_TESTS, "Reconnected.attempts is always 1"),
-    Mutant("channels-not-listened-again", PUBSUB,
-           "                for channel in sorted(self.channels):\n"
-           "                    conn.execute(\"LISTEN \" + quote_ident(channel))\n",
+    Mutant("channels-not-listened-again", SHARED,
+           "                for channel in sorted(self._server):\n"
+           "                    yield Execute(\"LISTEN \" + quote_ident(channel), conn=conn)\n",
            "", RECONNECT_TESTS, "a reconnection does not LISTEN again"),
-    Mutant("wait-ignores-arrivals", PUBSUB,
-           "if self._queue.items or (deadline is not None and time.monotonic() >= deadline):",
-           "if deadline is not None and time.monotonic() >= deadline:",
+    # -- waits, health checks, verify(), notify_many ----------------------------------
+    Mutant("wait-ignores-arrivals", SHARED,
+           "if self._queue.items or (deadline is not None and (yield Clock()) >= deadline):",
+           "if deadline is not None and (yield Clock()) >= deadline:",
            ("tests/test_timeouts.py", "-k", "select_timeout_none"),
            "a wait goes on after a notification arrived"),
-    Mutant("health-check-not-due-within-a-wait", PUBSUB,
+    Mutant("health-check-not-due-within-a-wait", SHARED,
            "timeout = due if timeout is None else min(timeout, due)",
            "timeout = due if timeout is None else timeout",
            ("tests/test_timeouts.py", "-k", "health"),
            "a wait with a timeout puts the health check off to its end"),
-    Mutant("health-check-timeout-ignored", PUBSUB,
-           "conn.ping(self.health_check_timeout)", "conn.ping(None)",
+    Mutant("health-check-timeout-ignored", SHARED,
+           'yield Execute("", timeout=timeout)', 'yield Execute("")',
            ("tests/test_timeouts.py", "-k", "silent_server"),
            "the health check waits for its answer without limit"),
-    Mutant("health-check-error-not-explained", PUBSUB,
+    Mutant("health-check-error-not-explained", SHARED,
            'if conn.closed == 2 and "timeout" in str(exc):',
            'if False:',
            ("tests/test_timeouts.py", "-k", "silent_server"),
            "a health check that times out is not called a dead connection"),
-    Mutant("verify-keeps-the-private-channel", PUBSUB,
-           '                conn.execute("UNLISTEN " + quote_ident(channel))',
-           "                pass",
-           ("tests/test_timeouts.py", "-k", "verify"), "verify() does not UNLISTEN"),
-    Mutant("verify-spins-on-waiting-notifications", PUBSUB,
-           "self._waited_read(left, more=True)", "self._waited_read(left)",
-           ("tests/test_timeouts.py", "-k", "verify"),
-           "verify() does not read on while other notifications wait"),
-    Mutant("verify-takes-any-notification", PUBSUB,
+    Mutant("verify-keeps-the-private-channel", SHARED,
+           "            raise\n        yield Execute(\"UNLISTEN \" + quote_ident(channel), "
+           "conn=conn)",
+           "            raise",
+           VERIFY_TESTS, "verify() does not UNLISTEN"),
+    Mutant("verify-spins-on-waiting-notifications", SHARED,
+           "self._waited_read(left, lambda: False, more=True)",
+           "self._waited_read(left, lambda: False)",
+           VERIFY_TESTS, "verify() does not read on while other notifications wait"),
+    Mutant("verify-takes-any-notification", SHARED,
            "lambda item: item.channel == channel and item.payload == token",
            "lambda item: True",
-           ("tests/test_timeouts.py", "-k", "verify"),
-           "verify() takes any notification for its own"),
-    Mutant("verify-matches-the-channel-only", PUBSUB,
+           VERIFY_TESTS, "verify() takes any notification for its own"),
+    Mutant("verify-matches-the-channel-only", SHARED,
            "lambda item: item.channel == channel and item.payload == token",
            "lambda item: item.channel == channel",
-           ("tests/test_timeouts.py", "-k", "verify"),
-           "verify() does not check its token",
+           VERIFY_TESTS, "verify() does not check its token",
            equivalent="the channel is private (the backend's pid and 48 random bits): no "
            "other notification can come on it"),
-    Mutant("notify-many-no-own-transaction", PUBSUB,
-           "own_transaction = len(starts) > 1 and conn.transaction_status == \"I\"",
+    Mutant("notify-many-no-own-transaction", SHARED,
+           "own_transaction = len(starts) > 1 and conn.machine.transaction_status == \"I\"",
            "own_transaction = False",
            ("tests/test_notify_many.py",), "notify_many's batches are not one transaction"),
-    # -- connection.py and socketio.py ------------------------------------------------
+    Mutant("lost-connection-raised-before-the-queue-is-taken", SHARED,
+           "        except OperationalError as exc:\n            if has_something():\n"
+           "                return\n",
+           "        except OperationalError as exc:\n",
+           ("tests/test_fake_server.py", "-k", "before_a_bad_message"),
+           "a loss is raised before the notifications received ahead of it are taken"),
+    # -- the blocking driver ----------------------------------------------------------
     Mutant("received-bytes-are-not-activity", SOCKETIO,
            "            return None\n        self.last_activity = time.monotonic()\n",
            "            return None\n",
@@ -197,13 +204,8 @@ MUTANTS: List[Mutant] = [
            "a send blocked on a full socket buffer ignores its deadline",
            equivalent="not equivalent, but untested: only start-up, the health check and "
            "Terminate send with a deadline, and none of them fills a socket buffer"),
-    Mutant("lost-connection-raised-before-the-queue-is-taken", CONNECTION,
-           "            if more or not self._proto.notifications.items:\n",
-           "            if True:\n",
-           ("tests/test_fake_server.py", "-k", "before_a_bad_message"),
-           "a loss is raised before the notifications received ahead of it are taken"),
     Mutant("close-does-not-wake", CONNECTION,
-           "                self._wake_writer.send(b\"\\0\")  # the busy call finishes the close",
+           "                self._wake_writer.send(CLOSE)  # the busy call finishes the close",
            "                pass",
            ("tests/test_threads.py", "-k", "close"),
            "close() from another thread does not wake the waiting call"),

@@ -62,6 +62,26 @@ def test_listen_follows_the_first_subscription_and_the_last(connect: Callable[..
     assert listening(pubsub) == set()
 
 
+def test_unlisten_keeps_the_channels_subscriptions_want(pg: Server,
+                                                       connect: Callable[..., Any]) -> None:
+    """The client's own unlisten() (of one channel, or of all) leaves alone what a
+    subscription still listens to."""
+    pubsub = connect()
+    with pubsub.subscribe("a") as subscription:
+        pubsub.listen("a")
+        pubsub.listen("b")
+        pubsub.unlisten("a")
+        assert listening(pubsub) == {"a", "b"}
+        pubsub.listen("a")
+        pubsub.unlisten()
+        assert listening(pubsub) == {"a"}
+        assert pubsub.channels == set()
+        pid = psql_notify(pg, ("a", "1"), ("b", "2"))
+        assert take(subscription, 1) == [Notify(pid, "a", "1")]
+        assert pubsub.get_event() is None  # the client itself listens to nothing now
+    assert listening(pubsub) == set()
+
+
 def test_each_notification_goes_to_every_subscription_of_its_channel_in_order(
     pg: Server, connect: Callable[..., Any]
 ) -> None:

@@ -10,6 +10,7 @@ import threading
 from typing import Any, Callable, Dict, List, Set
 
 import pytest
+from timing import LATE, stopwatch
 
 from pgwire_pubsub import Dropped, Notify, PendingOverflow, Reconnected, ReconnectPolicy
 from pgwire_pubsub.testing.pgcluster import Server, wait_for
@@ -80,6 +81,22 @@ def test_unlisten_keeps_the_channels_subscriptions_want(pg: Server,
         assert take(subscription, 1) == [Notify(pid, "a", "1")]
         assert pubsub.get_event() is None  # the client itself listens to nothing now
     assert listening(pubsub) == set()
+
+
+def test_verify_while_subscriptions_are_open(pg: Server, connect: Callable[..., Any]) -> None:
+    """verify()'s own notification comes in through the fan-out: it is kept for verify() and
+    shown to nobody, and the subscriptions and the client's queue get the rest as usual."""
+    pubsub = connect()
+    with pubsub.subscribe("v") as subscription:
+        with stopwatch() as clock:
+            pubsub.listen("v", verify=True)
+            pubsub.verify(timeout=GUARD)
+        assert clock.elapsed < LATE  # it came back at once (not found at the timeout)
+        assert listening(pubsub) == {"v"}  # the private channel is gone again
+        pid = psql_notify(pg, ("v", "1"))
+        assert take(subscription, 1) == [Notify(pid, "v", "1")]
+        assert pubsub.get_event(GUARD) == Notify(pid, "v", "1")
+        assert subscription.get(0.05) is None and pubsub.get_event() is None
 
 
 def test_each_notification_goes_to_every_subscription_of_its_channel_in_order(

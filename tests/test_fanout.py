@@ -144,6 +144,29 @@ def test_a_reconnection_is_marked_in_every_subscription(pg: Server,
         assert take(two, 1) == [Notify(pid, "r2", "after")]
 
 
+@pytest.mark.parametrize("first", ["subscription", "client"])
+def test_a_loss_seen_while_nobody_waits_is_marked_at_the_next_wait_at_once(
+    pg: Server, connect: Callable[..., Any], first: str
+) -> None:
+    """The connection is lost while no call waits on it (the asyncio client sees it at once,
+    and reconnects in the next wait; the blocking client's reader thread reconnects at once).
+    The next wait hands over the Reconnected marker at once, not at the end of its timeout."""
+    pubsub = connect(reconnect=ReconnectPolicy(initial_delay=0.01))
+    pubsub.listen("own")
+    with pubsub.subscribe("r") as subscription:
+        old = pubsub.conn.get_backend_pid()
+        pg.psql(f"SELECT pg_terminate_backend({old})")
+        wait_for(lambda: pubsub.conn.closed == 2 or pubsub.conn.get_backend_pid() != old,
+                 GUARD, message="the loss to be seen")
+        # 10 s: far above LATE, and a wait that runs to its end fails sooner than at GUARD.
+        waits = [lambda: subscription.get(10), lambda: pubsub.get_event(10)]
+        with stopwatch() as clock:
+            for wait in waits if first == "subscription" else reversed(waits):
+                event = wait()
+                assert isinstance(event, Reconnected), event
+        assert clock.elapsed < LATE
+
+
 def test_a_subscriber_that_never_reads_slows_nobody_and_says_what_it_lost(
     pg: Server, connect: Callable[..., Any]
 ) -> None:

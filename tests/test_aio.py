@@ -194,6 +194,24 @@ def test_cancel_interrupts_a_command_with_query_canceled(dsn: Dict[str, Any],
     run(loop_kind, main)
 
 
+def test_a_command_that_loses_the_connection_wakes_the_waiting_tasks(
+    dsn: Dict[str, Any], loop_kind: str
+) -> None:
+    """A command given up at its timeout closes the connection: a task waiting for events
+    meanwhile is told at once that the connection is lost, instead of waiting on."""
+    async def main() -> None:
+        async with await aio.connect(**dsn) as pubsub:
+            await pubsub.listen("lost")
+            waiter = asyncio.ensure_future(pubsub.get_event(timeout=None))
+            with pytest.raises(OperationalError, match="timeout"):
+                await pubsub.conn.execute("SELECT pg_sleep(5)", timeout=0.2)
+            assert pubsub.conn.closed == 2
+            with pytest.raises(OperationalError):
+                await asyncio.wait_for(waiter, 10)  # far above the 0.2 s it takes
+
+    run(loop_kind, main)
+
+
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout() is Python 3.11+")
 def test_asyncio_timeout_around_any_call(dsn: Dict[str, Any], loop_kind: str) -> None:
     async def main() -> None:

@@ -11,6 +11,7 @@ import threading
 from typing import Any, Callable, Dict, List, Set
 
 import pytest
+from timing import LATE, stopwatch
 
 import pgwire_pubsub.aio
 from pgwire_pubsub import Dropped, Notify, PendingOverflow, Reconnected, ReconnectPolicy
@@ -65,6 +66,42 @@ def test_listen_follows_the_first_subscription_and_the_last(connect: Callable[..
     assert listening(pubsub) == set()
 
 
+def test_unlisten_keeps_the_channels_subscriptions_want(pg: Server,
+                                                       connect: Callable[..., Any]) -> None:
+    """The client's own unlisten() (of one channel, or of all) leaves alone what a
+    subscription still listens to."""
+    pubsub = connect()
+    with pubsub.subscribe("a") as subscription:
+        pubsub.listen("a")
+        pubsub.listen("b")
+        pubsub.unlisten("a")
+        assert listening(pubsub) == {"a", "b"}
+        pubsub.listen("a")
+        pubsub.unlisten()
+        assert listening(pubsub) == {"a"}
+        assert pubsub.channels == set()
+        pid = psql_notify(pg, ("a", "1"), ("b", "2"))
+        assert take(subscription, 1) == [Notify(pid, "a", "1")]
+        assert pubsub.get_event() is None  # the client itself listens to nothing now
+    assert listening(pubsub) == set()
+
+
+def test_verify_while_subscriptions_are_open(pg: Server, connect: Callable[..., Any]) -> None:
+    """verify()'s own notification comes in through the fan-out: it is kept for verify() and
+    shown to nobody, and the subscriptions and the client's queue get the rest as usual."""
+    pubsub = connect()
+    with pubsub.subscribe("v") as subscription:
+        with stopwatch() as clock:
+            pubsub.listen("v", verify=True)
+            pubsub.verify(timeout=GUARD)
+        assert clock.elapsed < LATE  # it came back at once (not found at the timeout)
+        assert listening(pubsub) == {"v"}  # the private channel is gone again
+        pid = psql_notify(pg, ("v", "1"))
+        assert take(subscription, 1) == [Notify(pid, "v", "1")]
+        assert pubsub.get_event(GUARD) == Notify(pid, "v", "1")
+        assert subscription.get(0.05) is None and pubsub.get_event() is None
+
+
 def test_each_notification_goes_to_every_subscription_of_its_channel_in_order(
     pg: Server, connect: Callable[..., Any]
 ) -> None:
@@ -108,6 +145,29 @@ def test_a_reconnection_is_marked_in_every_subscription(pg: Server,
         pid = psql_notify(pg, ("r1", "after"), ("r2", "after"))
         assert take(one, 1) == [Notify(pid, "r1", "after")]
         assert take(two, 1) == [Notify(pid, "r2", "after")]
+
+
+@pytest.mark.parametrize("first", ["subscription", "client"])
+def test_a_loss_seen_while_nobody_waits_is_marked_at_the_next_wait_at_once(
+    pg: Server, connect: Callable[..., Any], first: str
+) -> None:
+    """The connection is lost while no call waits on it (the asyncio client sees it at once,
+    and reconnects in the next wait; the blocking client's reader thread reconnects at once).
+    The next wait hands over the Reconnected marker at once, not at the end of its timeout."""
+    pubsub = connect(reconnect=ReconnectPolicy(initial_delay=0.01))
+    pubsub.listen("own")
+    with pubsub.subscribe("r") as subscription:
+        old = pubsub.conn.get_backend_pid()
+        pg.psql(f"SELECT pg_terminate_backend({old})")
+        wait_for(lambda: pubsub.conn.closed == 2 or pubsub.conn.get_backend_pid() != old,
+                 GUARD, message="the loss to be seen")
+        # 10 s: far above LATE, and a wait that runs to its end fails sooner than at GUARD.
+        waits = [lambda: subscription.get(10), lambda: pubsub.get_event(10)]
+        with stopwatch() as clock:
+            for wait in waits if first == "subscription" else reversed(waits):
+                event = wait()
+                assert isinstance(event, Reconnected), event
+        assert clock.elapsed < LATE
 
 
 def test_a_subscriber_that_never_reads_slows_nobody_and_says_what_it_lost(

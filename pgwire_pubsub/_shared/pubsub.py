@@ -28,7 +28,8 @@ from typing import (
 )
 
 from ..errors import DatabaseError, InterfaceError, OperationalError
-from ..protocol.events import Bound, Event, Reconnected, _Overflowed, check_bound_options
+from ..protocol.events import Bound, Event, QueueItem, Reconnected, _Overflowed, check_bound_options
+from ..protocol.messages import Notify
 from ..protocol.pending import Pending
 from .channels import check_channel, check_payload, notify_statement, quote_ident, text_array
 from .fanout import Hub
@@ -255,6 +256,11 @@ class PubSubCore(Routing):
 
     def _take(self) -> Optional[Event]:
         item = self._queue.popleft()
+        return item if type(item) is Notify else self._marker(item)
+
+    def _marker(self, item: QueueItem) -> Optional[Event]:
+        """A marker taken from the queue (``_take``'s part for them): the overflow marker
+        raises ``PendingOverflow``."""
         if self._bound is not None:
             return self._bound.take(item)
         return item  # type: ignore[return-value]

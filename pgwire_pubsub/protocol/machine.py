@@ -193,6 +193,7 @@ class Machine:
         """The Terminate message, or nothing when the session is already over."""
         was = self.state
         self.state = State.CLOSED
+        self.notifications.halt()  # an events() loop over it ends
         if was in (State.READY, State.BUSY, State.STARTUP):
             return frontend.terminate()
         return b""

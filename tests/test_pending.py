@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from pgwire_pubsub import Dropped, Notify, Reconnected
 from pgwire_pubsub.protocol import pending as pending_module
 from pgwire_pubsub.protocol.decoder import Decoder
-from pgwire_pubsub.protocol.events import QueueItem, _Overflowed
+from pgwire_pubsub.protocol.events import Bound, QueueItem, _Overflowed
 from pgwire_pubsub.protocol.pending import RUN_START, Pending
 from pgwire_pubsub.testing.wirebytes import notify
 
@@ -149,6 +149,46 @@ class PendingMachine(RuleBasedStateMachine):
         wanted = notifications[pick % len(notifications)]
         assert self.pending.take_first(lambda item: item == wanted)
         self.model.remove(wanted)
+
+    @rule(max_pending=st.integers(1, 12), policy=st.sampled_from(["raise", "drop-oldest"]))
+    def enforce_a_bound(self, max_pending: int, policy: str) -> None:
+        """Bound.enforce against the plain algorithm on the list: what iterator ``ready()``
+        keeps at the head is being taken, and stays."""
+        head = self.pending.items[0] if self.pending.items else None
+        in_hand = head.left() if isinstance(head, pending_module._Ready) else 0
+        Bound(max_pending, policy).enforce(self.pending)
+        excess = sum(type(item) is Notify for item in self.model) - max_pending
+        if excess <= 0:
+            return
+        taken, rest = self.model[:in_hand], self.model[in_hand:]
+        if policy == "raise":
+            lost, kept = 0, []
+            while rest and (lost < excess or type(rest[-1]) is _Overflowed):
+                item = rest.pop()
+                if type(item) is Notify:
+                    lost += 1
+                elif type(item) is _Overflowed:
+                    lost += item.lost
+                else:
+                    kept.append(item)
+            if lost or kept:
+                rest += [*reversed(kept), _Overflowed(lost)]
+        else:
+            dropped, kept = 0, []
+            while rest and (excess > 0 or type(rest[0]) is Dropped):
+                item = rest.pop(0)
+                if type(item) is Dropped:
+                    dropped += item.dropped
+                elif type(item) is Notify:
+                    dropped += 1
+                    excess -= 1
+                else:
+                    kept.append(item)
+            if dropped:
+                rest[:0] = [Dropped(dropped), *kept]
+            else:
+                rest[:0] = kept
+        self.model = taken + rest
 
     @invariant()
     def same_contents(self) -> None:

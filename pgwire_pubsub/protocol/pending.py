@@ -14,11 +14,11 @@ next payload to take.  Taking a payload is one list store, and taking a run's
 last one removes the run, so that an interrupt (Ctrl-C) between two statements
 can lose at most the notification being taken, never the queue's order or its
 senders.  ``extra`` (what ``len`` adds for runs) is fixed up afterwards; while
-``dirty`` is set it may be stale, and the next reader counts it again.
+``dirty`` is set it may be stale, and the next reader counts it again (whoever finds it
+set leaves it set).
 
-Everything outside this module sees ``Notify`` objects and markers only.  The
-decoder appends to ``items`` directly (its hot loop), and then adds to ``extra``
-what its runs hold beyond one item each.
+Everything outside this module sees ``Notify`` objects and markers only.  What the
+decoder makes of a read (its runs included) comes in through ``add``.
 
 ``ready()`` makes everything waiting but the last item into events at once (in C,
 as ``take_all`` does) and keeps them at the queue's head as one ``_Ready`` item, so
@@ -102,6 +102,23 @@ class Pending:
     def _recount(self) -> None:
         self.extra = sum(_left(item) - 1 for item in self.items if type(item) is list)
         self.dirty = False
+
+    def add(self, notes: Iterable[Any], extra: int) -> None:
+        """Notifications as the decoder keeps them (``Decoder.decode``'s ``notes``, whose runs
+        hold ``extra`` payloads beyond one each), at the end."""
+        was_dirty = self.dirty
+        self.dirty = True
+        self.items.extend(notes)
+        if not was_dirty:
+            self.extra += extra
+            self.dirty = False
+
+    def added_again(self, notes: Iterator[Any]) -> None:
+        """``add`` of what an interrupt cut short: ``notes`` is the iterator it was taking
+        from (what it took stays taken), and ``extra`` is counted again."""
+        self.dirty = True
+        self.items.extend(notes)
+        self._recount()
 
     def __len__(self) -> int:
         if self.dirty:
@@ -204,6 +221,8 @@ class Pending:
         payload = head[cursor]
         if cursor + 1 == len(head):
             items.popleft()  # the run's last payload: it goes with the run
+        elif self.dirty:  # extra is stale already: it is counted again anyway
+            head[0] = cursor + 1
         else:
             self.dirty = True
             head[0] = cursor + 1  # taken
@@ -223,10 +242,12 @@ class Pending:
             items.pop()
             self._follow_ready()
             return _notify(last, last[-1])
+        was_dirty = self.dirty
         self.dirty = True
         payload = last.pop()
-        self.extra -= 1
-        self.dirty = False
+        if not was_dirty:
+            self.extra -= 1
+            self.dirty = False
         return _notify(last, payload)
 
     def _follow_ready(self) -> None:
@@ -310,10 +331,12 @@ class Pending:
             if at == len(items):
                 self._follow_ready()
             return
+        was_dirty = self.dirty
         self.dirty = True
         del run[within]
-        self.extra -= 1
-        self.dirty = False
+        if not was_dirty:
+            self.extra -= 1
+            self.dirty = False
 
 
 def _first(item: Stored) -> int:

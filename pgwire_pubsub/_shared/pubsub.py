@@ -391,14 +391,10 @@ class PubSubCore(Routing):
         marker = Reconnected(down, conn.get_backend_pid(), attempt)
         if self._inbox is self._queue:
             self._queue.append(marker)
-            if self._bound is not None:
-                self._bound.marker_added()
             conn.machine.adopt_queue(self._queue, self._bound)
         else:  # routed to every subscription and callback, and to the client's queue
             self._inbox.append(marker)
             conn.machine.adopt_queue(self._inbox, None)
-            if self._bound is not None:
-                self._bound.marker_added()
         self.conn = conn
         self.route()
 

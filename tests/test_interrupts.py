@@ -51,6 +51,11 @@ from pgwire_pubsub.testing.wirebytes import (
 FILES = {module.__file__ for module in
          (_bulk, _dropping, _receiving, decoder, events, machine, pending, socketio)}
 
+# Every bytecode on CPython (every line starts with one); every line on PyPy, whose
+# tracing of bytecodes would take hours here.
+OPCODES = sys.implementation.name == "cpython"
+EVENT = "opcode" if OPCODES else "line"
+
 pytestmark = pytest.mark.skipif(sys.gettrace() is not None or sys.getprofile() is not None,
                                 reason="another tracer (coverage) is active")
 
@@ -134,8 +139,9 @@ class Interrupter:
     def trace(self, frame: FrameType, event: str, arg: object) -> Optional[Callable[..., Any]]:
         if frame.f_code.co_filename not in FILES:
             return None
-        frame.f_trace_opcodes = True
-        if event == "opcode":  # (every line starts with one)
+        if OPCODES:
+            frame.f_trace_opcodes = True
+        if event == EVENT:
             self._count()
         return self.trace
 
@@ -212,9 +218,9 @@ def test_an_interrupt_anywhere_while_taking_bytes_in_loses_nothing(
     assert signal.pthread_sigmask(signal.SIG_BLOCK, ()) == mask  # nothing held or changed
 
 
-def test_a_read_and_its_taking_in_make_no_system_call_but_the_read() -> None:
-    """Reading takes one system call, and taking in none: no signal mask is changed
-    (each change was a system call, three per read)."""
+def test_a_read_and_its_taking_in_change_no_signal_mask() -> None:
+    """Each change of the signal mask is a system call (three per read, before the
+    receiving buffer): a plain socket's read needs none."""
     calls: List[str] = []
     proto = session(False, None)
     near, far = socket.socketpair()
@@ -235,4 +241,5 @@ def test_a_read_and_its_taking_in_make_no_system_call_but_the_read() -> None:
         near.close()
         far.close()
     assert proto.notifications.take_all() == [Notify(7, "a", "x")]
-    assert "pthread_sigmask" not in calls and "any" in calls
+    assert "recv" in calls or "any" in calls  # (CPython sees only the C call around it)
+    assert "pthread_sigmask" not in calls

@@ -37,6 +37,8 @@ class QuickStart(NamedTuple):
 QUICK_STARTS = (
     QuickStart("blocking", "README.md", "## Quick start",
                (r"Notify\(\d+, 'test', 'message 1'\)", r"'tg_op': 'INSERT'")),
+    QuickStart("asyncio", "README.md", "## Quick start, asyncio",
+               (r"worker got job 1\nworker got job 2\nworker got stop",)),
 )
 
 # Runs in the fresh environment, from a folder outside the checkout: the wheel's

@@ -15,6 +15,8 @@ and ``bench_wire_peers.py``); rounds interleave the libraries, and the report gi
 median with min-max over rounds, and ratios to psycopg2.  Writes ``results/<name>.md``,
 ``.json`` and ``.png``.
 Peers that do not import are skipped (``pip install -e '.[bench]'`` brings them).
+``--workloads fanout`` (run only when named) is ``bench_fanout.py``: subscribers and
+listeners at scale, on a cluster of its own.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ WORKLOADS = ["app_traffic", "trigger_burst", "receive_burst", "connect", "notify
 RECEIVE_WORKLOADS = bench_library.RECEIVE_WORKLOADS
 LIBS = ["pgwire_pubsub", "pgpubsub", "psycopg2", "psycopg", "asyncpg", "pg8000"]
 PYPY_LIBS = ["pgwire_pubsub", "pg8000"]  # the pure-Python ones
+# Run only when named; bench_fanout.py measures it, on a throwaway cluster of its own that
+# allows the 1,000 idle connections it needs (or on --dsn's server).
+FANOUT = "fanout"
 
 FULL: Dict[str, Dict[str, int]] = {
     "app_traffic": {"count": 100_000, "warmup": 10_000},
@@ -282,7 +287,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         if lib not in LIBS:
             parser.error(f"unknown library {lib!r}; choose from {', '.join(LIBS)}")
     for workload in args.workloads:
-        if workload not in WORKLOADS:
+        if workload not in WORKLOADS and workload != FANOUT:
             parser.error(f"unknown workload {workload!r}; choose from {', '.join(WORKLOADS)}")
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
@@ -293,6 +298,14 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
+    if FANOUT in args.workloads:
+        import bench_fanout
+
+        args.workloads.remove(FANOUT)
+        options = ["--rounds", str(args.rounds), "--out", args.out] + ["--quick"] * args.quick
+        fanout = bench_fanout.main(options + ["--dsn", args.dsn] * bool(args.dsn))
+        if not args.workloads:
+            return fanout
     if args.dsn:
         main_info = conninfo_from_dsn(args.dsn)
         scram = conninfo_from_dsn(args.connect_dsn) if args.connect_dsn else main_info

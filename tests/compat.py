@@ -32,6 +32,8 @@ FEATURES: Dict[str, str] = {
                "(`in_hot_standby`)",
     "protocol": "Protocol 3.2: `min_protocol_version`/`max_protocol_version` negotiation "
                 "(the same outcome as libpq 18), cancel keys of 3.0 and 3.2",
+    "cancel": "Cancel: `conn.cancel()` interrupts a running command (CancelRequest on a "
+              "connection of its own), with protocol 3.0's keys and 3.2's",
 }
 PASSED, FAILED = "✓", "✗"
 HEADER = f"""# Compatibility
@@ -47,8 +49,11 @@ Every other test runs against the machine's server.
 
 """
 FOOTER = """
-Interpreters: the whole suite runs on CPython 3.11 (the table above) and on PyPy 3 (against
-the machine's server only); the tests that need no server run on CPython 3.9 and 3.13 too
+Clients: every test behind a row runs on the blocking client and on the asyncio one.
+Interpreters: the whole suite runs on CPython 3.11 (the table above; the asyncio client on
+asyncio's own event loop and, against the machine's server, on uvloop too) and on PyPy 3
+(against the machine's server, the behavioural suite on the blocking client, the asyncio
+client's own tests beside it); the tests that need no server run on CPython 3.9 and 3.13 too
 (`.ci/run`). The wheel is checked on its own: built, installed into a fresh virtual
 environment, and the README's quick start and `pgwire-pubsub demo` run from it.
 """

@@ -1,4 +1,5 @@
-"""Shared fixtures: ``pg`` (TLS), ``pg_nossl`` (TLS off), ``pg_build`` and ``wait_for``.
+"""Shared fixtures: ``pg`` (TLS), ``pg_nossl`` (TLS off), ``pg_build``, ``open_client`` and
+``wait_for``.
 
 ``pg`` is the session server of the package's own pytest plugin (``postgres_cluster``),
 which also offers ``postgres_server``, ``pubsub``, ``fake_backend`` and ``fault_proxy``.
@@ -100,7 +101,8 @@ def pg_nossl() -> Server:
 
 # The clients the behavioural suite runs on: the blocking one, and the asyncio one (through
 # tests/aioadapter.py) on the default event loop; modules that ask for "uvloop" too get it.
-CLIENTS = ("blocking", "asyncio")
+# PGWIRE_TEST_CLIENTS narrows them (.ci/run runs PyPy with the blocking client only).
+CLIENTS = tuple(os.environ.get("PGWIRE_TEST_CLIENTS", "blocking,asyncio").split(","))
 
 
 def uvloop_available() -> bool:
@@ -109,6 +111,11 @@ def uvloop_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+# The event loops the asyncio client runs on here: uvloop too where it installs (it has no
+# PyPy build), and where the asyncio client is among the clients tested.
+UVLOOP = ("uvloop",) if uvloop_available() and "asyncio" in CLIENTS else ()
 
 
 @pytest.fixture(scope="session")
@@ -121,8 +128,6 @@ def _loop_threads() -> Iterator[Dict[str, AsyncClient]]:
 
 def client_kind_of(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
-    if kind == "uvloop" and not uvloop_available():
-        pytest.skip("uvloop is not installed (it has no PyPy build)")
     return kind
 
 
@@ -212,7 +217,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                              scope="session")
 
 
-def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+def _uvloop_on_another_build(item: pytest.Item, main: Optional[Build]) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    build = params.get("pg_build")
+    return params.get("client_kind") == "uvloop" and build is not None and build is not main
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    # uvloop runs the behavioural suite on the machine's own server only: the other server
+    # builds add nothing an event loop could see, and would multiply the suite's time.
+    main = _main_build()
+    other_builds = [item for item in items if _uvloop_on_another_build(item, main)]
+    if other_builds:
+        config.hook.pytest_deselected(items=other_builds)
+        items[:] = [item for item in items if item not in other_builds]
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)

@@ -12,7 +12,7 @@ import time
 from typing import Any, Awaitable, Callable, Dict, List, TypeVar
 
 import pytest
-from conftest import uvloop_available
+from conftest import UVLOOP
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,14 +24,12 @@ from pgwire_pubsub.testing.pgcluster import Server
 
 T = TypeVar("T")
 GUARD = 30.0  # seconds: a failure guard, never a performance target
-LOOPS = ["asyncio", "uvloop"]
+LOOPS = ["asyncio", *UVLOOP]
 
 
 def run(kind: str, main: Callable[[], Awaitable[T]]) -> T:
     """``main()`` on a new event loop of ``kind``, closed afterwards."""
     if kind == "uvloop":
-        if not uvloop_available():
-            pytest.skip("uvloop is not installed (it has no PyPy build)")
         import uvloop
 
         loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
@@ -192,6 +190,24 @@ def test_cancel_interrupts_a_command_with_query_canceled(dsn: Dict[str, Any],
             with pytest.raises(QueryCanceled):
                 await asyncio.wait_for(slow, GUARD)
             assert await pubsub.conn.execute("SELECT 1") == [("1",)]
+
+    run(loop_kind, main)
+
+
+def test_a_command_that_loses_the_connection_wakes_the_waiting_tasks(
+    dsn: Dict[str, Any], loop_kind: str
+) -> None:
+    """A command given up at its timeout closes the connection: a task waiting for events
+    meanwhile is told at once that the connection is lost, instead of waiting on."""
+    async def main() -> None:
+        async with await aio.connect(**dsn) as pubsub:
+            await pubsub.listen("lost")
+            waiter = asyncio.ensure_future(pubsub.get_event(timeout=None))
+            with pytest.raises(OperationalError, match="timeout"):
+                await pubsub.conn.execute("SELECT pg_sleep(5)", timeout=0.2)
+            assert pubsub.conn.closed == 2
+            with pytest.raises(OperationalError):
+                await asyncio.wait_for(waiter, 10)  # far above the 0.2 s it takes
 
     run(loop_kind, main)
 

@@ -4,14 +4,18 @@ one connection."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
 from typing import Any, Callable, Dict, List, Set
 
 import pytest
+from timing import LATE, stopwatch
 
+import pgwire_pubsub.aio
 from pgwire_pubsub import Dropped, Notify, PendingOverflow, Reconnected, ReconnectPolicy
+from pgwire_pubsub.protocol.machine import State
 from pgwire_pubsub.testing.pgcluster import Server, wait_for
 
 GUARD = 30.0  # seconds: a failure guard, never a performance target
@@ -62,6 +66,42 @@ def test_listen_follows_the_first_subscription_and_the_last(connect: Callable[..
     assert listening(pubsub) == set()
 
 
+def test_unlisten_keeps_the_channels_subscriptions_want(pg: Server,
+                                                       connect: Callable[..., Any]) -> None:
+    """The client's own unlisten() (of one channel, or of all) leaves alone what a
+    subscription still listens to."""
+    pubsub = connect()
+    with pubsub.subscribe("a") as subscription:
+        pubsub.listen("a")
+        pubsub.listen("b")
+        pubsub.unlisten("a")
+        assert listening(pubsub) == {"a", "b"}
+        pubsub.listen("a")
+        pubsub.unlisten()
+        assert listening(pubsub) == {"a"}
+        assert pubsub.channels == set()
+        pid = psql_notify(pg, ("a", "1"), ("b", "2"))
+        assert take(subscription, 1) == [Notify(pid, "a", "1")]
+        assert pubsub.get_event() is None  # the client itself listens to nothing now
+    assert listening(pubsub) == set()
+
+
+def test_verify_while_subscriptions_are_open(pg: Server, connect: Callable[..., Any]) -> None:
+    """verify()'s own notification comes in through the fan-out: it is kept for verify() and
+    shown to nobody, and the subscriptions and the client's queue get the rest as usual."""
+    pubsub = connect()
+    with pubsub.subscribe("v") as subscription:
+        with stopwatch() as clock:
+            pubsub.listen("v", verify=True)
+            pubsub.verify(timeout=GUARD)
+        assert clock.elapsed < LATE  # it came back at once (not found at the timeout)
+        assert listening(pubsub) == {"v"}  # the private channel is gone again
+        pid = psql_notify(pg, ("v", "1"))
+        assert take(subscription, 1) == [Notify(pid, "v", "1")]
+        assert pubsub.get_event(GUARD) == Notify(pid, "v", "1")
+        assert subscription.get(0.05) is None and pubsub.get_event() is None
+
+
 def test_each_notification_goes_to_every_subscription_of_its_channel_in_order(
     pg: Server, connect: Callable[..., Any]
 ) -> None:
@@ -105,6 +145,29 @@ def test_a_reconnection_is_marked_in_every_subscription(pg: Server,
         pid = psql_notify(pg, ("r1", "after"), ("r2", "after"))
         assert take(one, 1) == [Notify(pid, "r1", "after")]
         assert take(two, 1) == [Notify(pid, "r2", "after")]
+
+
+@pytest.mark.parametrize("first", ["subscription", "client"])
+def test_a_loss_seen_while_nobody_waits_is_marked_at_the_next_wait_at_once(
+    pg: Server, connect: Callable[..., Any], first: str
+) -> None:
+    """The connection is lost while no call waits on it (the asyncio client sees it at once,
+    and reconnects in the next wait; the blocking client's reader thread reconnects at once).
+    The next wait hands over the Reconnected marker at once, not at the end of its timeout."""
+    pubsub = connect(reconnect=ReconnectPolicy(initial_delay=0.01))
+    pubsub.listen("own")
+    with pubsub.subscribe("r") as subscription:
+        old = pubsub.conn.get_backend_pid()
+        pg.psql(f"SELECT pg_terminate_backend({old})")
+        wait_for(lambda: pubsub.conn.closed == 2 or pubsub.conn.get_backend_pid() != old,
+                 GUARD, message="the loss to be seen")
+        # 10 s: far above LATE, and a wait that runs to its end fails sooner than at GUARD.
+        waits = [lambda: subscription.get(10), lambda: pubsub.get_event(10)]
+        with stopwatch() as clock:
+            for wait in waits if first == "subscription" else reversed(waits):
+                event = wait()
+                assert isinstance(event, Reconnected), event
+        assert clock.elapsed < LATE
 
 
 def test_a_subscriber_that_never_reads_slows_nobody_and_says_what_it_lost(
@@ -159,10 +222,9 @@ def test_callbacks_run_in_arrival_order_and_survive_one_that_raises(
     assert listening(pubsub) == set()
 
 
-def test_a_coroutine_function_is_awaited_as_a_callback(pg: Server, client_kind: str,
+@pytest.mark.parametrize("client_kind", ["asyncio"])  # coroutine callbacks are asyncio's
+def test_a_coroutine_function_is_awaited_as_a_callback(pg: Server,
                                                        connect: Callable[..., Any]) -> None:
-    if client_kind == "blocking":
-        pytest.skip("coroutine callbacks are for the asyncio client")
     pubsub = connect()
     seen: List[str] = []
     done = threading.Event()
@@ -269,3 +331,77 @@ def test_ten_thousand_subscribers_get_a_burst_of_100000_exactly(
     for subscriber in subscribers:
         subscriber.close()
     assert listening(pubsub) == set()
+
+
+def test_a_close_cancelled_while_it_unlistens_leaves_later_subscriptions_listening(
+    pg: Server,
+) -> None:
+    """A web server cancels a stream's task when its client goes, often while the stream's
+    subscription is closing: the UNLISTEN may have run on the server or not, and the next
+    subscription to that channel must LISTEN again, not trust a stale record and hear
+    nothing."""
+    async def main() -> None:
+        pubsub = await pgwire_pubsub.aio.connect(**pg.dsn_kwargs(sslmode="disable"))
+        async with pubsub:
+            first = await pubsub.subscribe("cancelled")
+            closing = asyncio.ensure_future(first.close())
+            while pubsub.conn.machine.state is not State.BUSY:  # the UNLISTEN is sent
+                await asyncio.sleep(0)
+            closing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+            async with pubsub.subscribe("cancelled") as later:
+                rows = await pubsub.conn.execute("SELECT pg_catalog.pg_listening_channels()")
+                assert rows == [("cancelled",)]
+                loop = asyncio.get_running_loop()
+                pid = await loop.run_in_executor(None, psql_notify, pg, ("cancelled", "heard"))
+                assert await later.get(GUARD) == Notify(pid, "cancelled", "heard")
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))
+
+
+def test_closing_the_asyncio_client_ends_every_subscription_that_waits(pg: Server) -> None:
+    async def main() -> None:
+        pubsub = await pgwire_pubsub.aio.connect(**pg.dsn_kwargs(sslmode="disable"))
+        subscription = await pubsub.subscribe("ending")
+
+        async def iterate() -> List[Any]:
+            return [event async for event in subscription]
+
+        waiting = [asyncio.ensure_future(iterate()),
+                   asyncio.ensure_future(subscription.get()),
+                   asyncio.ensure_future(subscription.get_events(None))]
+        for _ in range(5):  # each task runs until it waits for input
+            await asyncio.sleep(0)
+        assert not any(task.done() for task in waiting)
+        await pubsub.close()
+        assert await asyncio.gather(*waiting) == [[], None, None]
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))
+
+
+def test_an_arrival_wakes_only_the_asyncio_subscriptions_it_concerns(pg: Server) -> None:
+    """With 10,000 subscriptions on one connection, waking each of them for every arrival
+    (as plain waiters on the connection are) costs milliseconds a notification."""
+    async def main() -> None:
+        pubsub = await pgwire_pubsub.aio.connect(**pg.dsn_kwargs(sslmode="disable"))
+        waits: Dict[str, int] = {"quiet": 0, "busy": 0}
+        wait = pubsub._reader_input
+
+        async def counted(reader: Any, timeout: Any) -> None:
+            waits[next(iter(reader.feed.channels))] += 1
+            await wait(reader, timeout)
+
+        pubsub._reader_input = counted  # type: ignore[method-assign]
+        async with pubsub, pubsub.subscribe("quiet") as quiet, \
+                pubsub.subscribe("busy") as busy:
+            quiet_task = asyncio.ensure_future(quiet.get())
+            for n in range(3):
+                got = asyncio.ensure_future(busy.get())
+                await pubsub.notify("busy", str(n))
+                assert (await got).payload == str(n)  # type: ignore[union-attr]
+            assert waits == {"quiet": 1, "busy": 3}
+            await pubsub.notify("quiet", "at last")
+            assert (await quiet_task).payload == "at last"  # type: ignore[union-attr]
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))

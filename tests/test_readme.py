@@ -125,6 +125,13 @@ def test_docs_examples_run(doc: Path, pg: Any, monkeypatch: pytest.MonkeyPatch,
         assert "jobs hello True" in printed
         assert "unknown message type b'Y'" in printed
         assert "PasswordMessage(<6 bytes hidden>)" in printed
+    if doc.name == "fanout.md":
+        assert "iterator got job 1\niterator got job 2\n" in printed
+        orders = ['order 1', 'order 2']
+        assert repr([(name, orders) for name in "abc"]) in printed
+        assert "[(0, 'order 1'), (1, 'order 1'), (2, 'order 1')]" in printed
+        assert "callback got order 3\ncallback got order 4\n" in printed
+        assert "Dropped(dropped=7)\n['8', '9', '10']\n" in printed
     if doc.name == "testing.md":
         assert re.search(r"Notify\(\d+, 'jobs', 'hello'\)", printed)
         assert "Notify(4242, 'jobs', 'from the script')\nrefused: the server sent a malformed" in (

@@ -24,6 +24,7 @@ from aioadapter import SyncPubSub
 from pgbouncer import PgBouncer
 from pgbouncer import Unavailable as BouncerUnavailable
 from pgbuilds import Build
+from timing import LATE, assert_on_time, watchdog
 
 from pgwire_pubsub import (
     InterfaceError,
@@ -329,19 +330,20 @@ def test_blackhole_is_found_by_the_health_check(
         proxy.passthrough()
 
     join = in_thread(restore_once_found_dead) if reconnect else None
-    ps.conn.execute("SELECT 1")  # traffic now: the next check is due in HEALTH_INTERVAL
+    started = time.monotonic()  # before the last traffic: the check is due HEALTH_INTERVAL
+    ps.conn.execute("SELECT 1")  # after it, and given up HEALTH_TIMEOUT after that
     proxy.blackhole()
-    started = time.monotonic()
+    due = HEALTH_INTERVAL + HEALTH_TIMEOUT
     if join is not None:
         event = next_event(ps)
         join()
-        assert HEALTH_TIMEOUT <= found[0] - started <= limit
+        assert due <= found[0] - started <= limit
         assert_reconnected(event, old_pid, ps)
         assert_delivers(server, ps, ["silent"], "after the blackhole")
     else:
         with pytest.raises(OperationalError, match="health check") as info:
             ps.get_event(select_timeout=GUARD)
-        assert HEALTH_TIMEOUT <= time.monotonic() - started <= limit
+        assert due <= time.monotonic() - started <= limit
         assert "presumed dead" in str(info.value)
         assert ps.conn.closed == 2
 
@@ -460,6 +462,24 @@ def test_give_up_raises_the_last_error_on_every_later_call(
     assert again.value is error
 
 
+def test_give_up_after_max_duration_against_a_stopped_server(
+    server: Cluster, open_pubsub: Callable[..., PubSub]
+) -> None:
+    """Every attempt is refused, 0.1 s apart, until 1.5 s have passed since the loss."""
+    policy = ReconnectPolicy(initial_delay=0.1, max_delay=0.1, jitter=0.0, max_duration=1.5)
+    ps = open_pubsub(reconnect=policy)
+    ps.listen("giveup")
+    try:
+        server.stop()
+        started = time.monotonic()
+        with watchdog(ps), pytest.raises(OperationalError) as info:
+            ps.get_event(select_timeout=GUARD)
+        assert_on_time(time.monotonic() - started, 1.5, "max_duration", late=0.1 + LATE)
+        assert "refused" in str(info.value).lower()
+    finally:
+        server.start()
+
+
 # -- LISTEN lost behind the client's back ----------------------------------------------
 
 
@@ -483,18 +503,20 @@ def test_health_check_notices_missing_channels(
     assert ps.conn.get_backend_pid() == old_pid
 
     ps.conn.execute("UNLISTEN *")  # behind the PubSub's back
+    started = time.monotonic()  # before the last traffic: the check is due HEALTH_INTERVAL after
     assert listening(ps) == set()
     assert ps.channels == set(channels)
-    started = time.monotonic()
     if reconnect:
         assert_reconnected(next_event(ps), old_pid, ps)
-        assert time.monotonic() - started <= HEALTH_INTERVAL + HEALTH_MARGIN
+        assert_on_time(time.monotonic() - started, HEALTH_INTERVAL, "the health check",
+                       late=HEALTH_MARGIN)
         assert listening(ps) == set(channels)
         assert_delivers(server, ps, channels, "listened to again")
     else:
         with pytest.raises(OperationalError, match="no longer listens"):
             ps.get_event(select_timeout=GUARD)
-        assert time.monotonic() - started <= HEALTH_INTERVAL + HEALTH_MARGIN
+        assert_on_time(time.monotonic() - started, HEALTH_INTERVAL, "the health check",
+                       late=HEALTH_MARGIN)
         assert ps.conn.closed == 2
 
 
@@ -598,8 +620,30 @@ def test_verify_passes_behind_pgbouncer_in_session_mode(
 # -- the server's notification queue ---------------------------------------------------
 
 
-def test_queue_usage_is_a_fraction(open_pubsub: Callable[..., PubSub]) -> None:
-    ps = open_pubsub()
-    usage = ps.queue_usage()
-    assert type(usage) is float
-    assert 0.0 <= usage <= 1.0
+def batch(tag: str, count: int = 2000) -> List[Tuple[str, str]]:
+    """``count`` distinct notifications of about 1 kB (PostgreSQL folds identical ones of a
+    transaction into one): 2 MB of the queue's 8 kB pages."""
+    return [("backlog", f"{tag} {i:05d} " + "x" * 1000) for i in range(count)]
+
+
+def test_queue_usage_is_the_servers_figure_and_rises_with_a_backlog(
+    server: Cluster, open_pubsub: Callable[..., PubSub]
+) -> None:
+    """A listener inside a transaction reads nothing until it ends, so the server keeps every
+    notification sent meanwhile: ``pg_notification_queue_usage()`` rises above 0 as they
+    accumulate, and falls once the listener has read them."""
+    ps, blocker = open_pubsub(), open_pubsub()
+    blocker.listen("backlog")
+    blocker.conn.execute("BEGIN")
+    ps.notify_many(batch("first"))
+    first = ps.queue_usage()
+    assert type(first) is float
+    assert 0.0 < first < 1.0
+    assert first == float(server.psql("SELECT pg_notification_queue_usage()"))
+    ps.notify_many(batch("second"))
+    second = ps.queue_usage()
+    assert second > first
+    blocker.conn.execute("COMMIT")
+    assert len(receive(blocker, 4000)) == 4000
+    wait_for(lambda: ps.queue_usage() < first, timeout=GUARD,
+             message="the queue to be freed once the listener has read it")

@@ -215,10 +215,11 @@ class Connection(SessionView):
         transport = self._transport
         return 0.0 if transport is None else time.monotonic() - transport.last_activity
 
-    def wait(self, timeout: Optional[float]) -> None:
+    def wait(self, timeout: Optional[float], more: bool = False) -> None:
         """Wait up to ``timeout`` seconds (None: forever) for data, and take in what came;
-        at once when notifications are waiting.  A lost connection raises."""
-        if self.machine.notifications.items:
+        at once when notifications are waiting, unless ``more`` (for one that has not come
+        yet).  A lost connection raises."""
+        if self.machine.notifications.items and not more:
             return
         try:
             self._call(lambda transport: self._take_in(transport, timeout))

@@ -102,6 +102,13 @@ class ReaderThread:
                 future.set_exception(exc)
             self._deliver()
 
+    def hand_on(self) -> None:
+        """Route what arrived and wake the waiting threads (the callbacks wait for the next
+        ``_deliver``)."""
+        with self.cond:
+            self.pubsub.route()
+            self.cond.notify_all()
+
     def _deliver(self) -> None:
         """Route what arrived, wake the waiting threads, and run the callbacks."""
         pubsub = self.pubsub

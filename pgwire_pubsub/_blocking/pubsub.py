@@ -275,10 +275,15 @@ class PubSub(PubSubCore):
         if kind is Execute:
             conn = request.conn or self.conn
             if request.timeout is None:
-                return conn.execute(request.sql, request.params)
-            return conn.run_within(request.sql, request.params, request.timeout)
+                rows = conn.execute(request.sql, request.params)
+            else:
+                rows = conn.run_within(request.sql, request.params, request.timeout)
+            self._hand_on()
+            return rows
         if kind is Wait:
-            return self.conn.wait(request.timeout)
+            self.conn.wait(request.timeout, request.more)
+            self._hand_on()
+            return None
         if kind is Clock:
             return time.monotonic()
         if kind is Idle:
@@ -294,6 +299,14 @@ class PubSub(PubSubCore):
         if kind is Exclusive:  # one thread at a time already
             return self._drive_here(request.procedure)
         raise TypeError(f"unknown request {request!r}")
+
+    def _hand_on(self) -> None:
+        """While fanning out, route what a command or a wait took in at once, as the asyncio
+        client does on every input: verify() looks for its notification in the client's
+        queue."""
+        thread = self._reader_thread
+        if thread is not None:
+            thread.hand_on()
 
     # -- the rest --------------------------------------------------------
 

@@ -204,6 +204,9 @@ class Hub:
         self.calls: Deque[Tuple[Callback, Any]] = deque()
         self.calls_bound = 1000
         self.calls_dropped = 0
+        # Told of each feed that got something (after its bound is applied): a driver that
+        # wakes only the readers of that feed sets it.
+        self.on_feed: Optional[Callable[[Feed], None]] = None
 
     # -- subscriptions ---------------------------------------------------------
 
@@ -230,7 +233,8 @@ class Hub:
         feed.readers.remove(reader)
         self._count(feed.channels, -1)
         if feed.readers:
-            feed.settle()
+            if reader.cursor < feed.head:  # it may have held the oldest entries: free them
+                feed.settle()
             return
         del self.feeds[feed.channels]
         for channel in feed.channels:
@@ -303,6 +307,8 @@ class Hub:
                 own.append(item)
         for feed in touched:
             feed.settle()
+            if self.on_feed is not None:
+                self.on_feed(feed)
         return called or bool(touched)
 
     def distinct_callbacks(self) -> List[Callback]:

@@ -132,6 +132,11 @@ class PubSubCore(Routing):
         self.hub = Hub()
         self._inbox = self._queue
         self._server: Set[str] = set()  # the channels this session listens on, for us
+        # Channels whose LISTEN or UNLISTEN was interrupted (cancelled, say, after the server
+        # ran it): whether the server listens on them is unknown.  They count as not listened
+        # to, so that a later sync says LISTEN again rather than leave a subscription deaf,
+        # and a sync UNLISTENs those nobody wants.
+        self._unsure: Set[str] = set()
         self._private: Set[str] = set()  # verify()'s channels, kept for it whatever else
 
     # -- commands --------------------------------------------------------
@@ -158,18 +163,18 @@ class PubSubCore(Routing):
         wanted = self.hub.wanted()
         if channel is None or channel == "*":
             if not wanted:
-                yield from self._execute("UNLISTEN *")
+                self._unsure |= self._server
                 self._server.clear()
+                yield from self._execute("UNLISTEN *")
+                self._unsure.clear()
             else:
-                for name in sorted(self._server - wanted):
-                    yield from self._execute("UNLISTEN " + quote_ident(name))
-                    self._server.discard(name)
+                for name in sorted((self._server | self._unsure) - wanted):
+                    yield from self._set_listening(name, False)
             self.channels.clear()
             return
         check_channel(channel)
         if channel not in wanted:
-            yield from self._execute("UNLISTEN " + quote_ident(channel))
-            self._server.discard(channel)
+            yield from self._set_listening(channel, False)
         self.channels.discard(channel)
 
     def _notify(self, channel: str, payload: Optional[str]) -> Procedure[None]:
@@ -243,7 +248,8 @@ class PubSubCore(Routing):
                 left = deadline - (yield Clock())
                 if left <= 0:
                     raise OperationalError(VERIFY_FAILED.format(timeout=timeout))
-                yield from self._waited_read(left)
+                # Others' notifications may be waiting: read on, for ours.
+                yield from self._waited_read(left, lambda: False, more=True)
         except GeneratorExit:
             raise
         except BaseException:
@@ -296,11 +302,13 @@ class PubSubCore(Routing):
                 return
 
     def _waited_read(
-        self, timeout: Optional[float], waiting: Optional[Callable[[], bool]] = None
+        self, timeout: Optional[float], waiting: Optional[Callable[[], bool]] = None,
+        more: bool = False,
     ) -> Procedure[None]:
-        """One wait for data (at most ``timeout``), with health checks and recovery.  After a
-        loss, what the caller was handed before it (``waiting()``: by default, whether the
-        client's queue holds anything) is taken before the loss is raised."""
+        """One wait for data (at most ``timeout``), with health checks and recovery; with
+        ``more``, even while notifications are waiting.  After a loss, what the caller was
+        handed before it (``waiting()``: by default, whether the client's queue holds
+        anything) is taken before the loss is raised."""
         has_something = waiting or (lambda: bool(self._queue.items))
         yield from self._connected()
         if has_something():  # a reconnection just marked the gap, for one
@@ -313,7 +321,7 @@ class PubSubCore(Routing):
                 return
             timeout = due if timeout is None else min(timeout, due)
         try:
-            yield Wait(timeout)
+            yield Wait(timeout, more)
         except OperationalError as exc:
             if has_something():
                 return

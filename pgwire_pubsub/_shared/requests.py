@@ -75,10 +75,12 @@ class Execute(NamedTuple):
 
 class Wait(NamedTuple):
     """Wait up to ``timeout`` seconds (None: no limit) for input on the current
-    connection and take it in; returns at once when notifications are waiting.  A lost
-    connection raises (and is marked lost)."""
+    connection and take it in; returns at once when notifications are waiting, unless
+    ``more`` (for one that has not come yet).  A lost connection raises (and is marked
+    lost)."""
 
     timeout: Optional[float]
+    more: bool = False
 
 
 class Open(NamedTuple):

@@ -27,6 +27,7 @@ class Routing:
     _inbox: Pending
     _bound: Optional[Bound]
     _server: Set[str]
+    _unsure: Set[str]
     _private: Set[str]
 
     def _execute(
@@ -40,11 +41,18 @@ class Routing:
         it exactly so)."""
         wanted = self.hub.wanted() | self.channels
         for channel in sorted(wanted - self._server):
-            yield from self._execute("LISTEN " + quote_ident(channel))
+            yield from self._set_listening(channel, True)
+        for channel in sorted((self._server | self._unsure) - wanted):
+            yield from self._set_listening(channel, False)
+
+    def _set_listening(self, channel: str, listening: bool) -> Procedure[None]:
+        """LISTEN or UNLISTEN ``channel``; unsure of the server's state until it answers."""
+        self._server.discard(channel)
+        self._unsure.add(channel)
+        yield from self._execute(("LISTEN " if listening else "UNLISTEN ") + quote_ident(channel))
+        self._unsure.discard(channel)
+        if listening:
             self._server.add(channel)
-        for channel in sorted(self._server - wanted):
-            yield from self._execute("UNLISTEN " + quote_ident(channel))
-            self._server.discard(channel)
 
     def _sync_listens_exclusively(self) -> Procedure[None]:
         yield Exclusive(self._sync_listens())

@@ -120,16 +120,7 @@ class AsyncConnection(SessionView):
         self._check_open()
         waiter = self._loop.create_future()
         self._waiters.append(waiter)
-        timer = None
-        if deadline is not None:
-            timer = self._loop.call_at(deadline, _expire, waiter)
-        try:
-            await waiter
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if not waiter.done():
-                waiter.cancel()
+        await wait_on(waiter, deadline, self._loop)
         self._check_open()
 
     # -- running steps and procedures ----------------------------------------
@@ -309,10 +300,11 @@ class AsyncConnection(SessionView):
         finally:
             helper._disconnect()
 
-    async def wait(self, timeout: Optional[float]) -> None:
+    async def wait(self, timeout: Optional[float], more: bool = False) -> None:
         """Wait up to ``timeout`` seconds (None: forever) for more input; at once when
-        notifications are waiting.  A lost connection raises."""
-        if self.machine.notifications.items:
+        notifications are waiting, unless ``more`` (for one that has not come yet).  A lost
+        connection raises."""
+        if self.machine.notifications.items and not more:
             return
         deadline = None if timeout is None else self._loop.time() + max(0.0, timeout)
         with contextlib.suppress(TimeoutError):
@@ -337,6 +329,8 @@ class AsyncConnection(SessionView):
         self.machine.mark_lost()
         self._disconnect()
         self._wake()
+        if self.on_input is not None:  # news for whoever waits on what it routes, too
+            self.on_input()
         return exc
 
     def _check_open(self) -> None:
@@ -375,6 +369,20 @@ class AsyncConnection(SessionView):
     def __repr__(self) -> str:
         state = {0: "open", 1: "closed", 2: "broken"}[self.closed]
         return f"<pgwire_pubsub.aio.AsyncConnection {state} {self.params!r}>"
+
+
+async def wait_on(waiter: asyncio.Future[None], deadline: Optional[float],
+                  loop: asyncio.AbstractEventLoop) -> None:
+    """Until ``waiter`` is done, or ``deadline`` (loop time) passes: ``TimeoutError`` then.
+    A waiter left waiting (timed out, or the task cancelled) is cancelled."""
+    timer = None if deadline is None else loop.call_at(deadline, _expire, waiter)
+    try:
+        await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if not waiter.done():
+            waiter.cancel()
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

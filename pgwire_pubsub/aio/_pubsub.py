@@ -9,10 +9,22 @@ and tasks that wait for events all wake when they come.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Callable, FrozenSet, Iterable, List, Optional, Tuple, Union
+import contextlib
+from typing import (
+    Any,
+    AsyncIterator,
+    Callable,
+    Dict,
+    FrozenSet,
+    Iterable,
+    List,
+    Optional,
+    Tuple,
+    Union,
+)
 
 from .._shared.channels import check_channel
-from .._shared.fanout import Reader
+from .._shared.fanout import Feed, Reader
 from .._shared.pubsub import VERIFY_TIMEOUT, Procedure, PubSubCore, T, split_options
 from .._shared.reconnect import ReconnectPolicy
 from .._shared.requests import Clock, Close, Exclusive, Execute, Idle, Open, Sleep, Wait
@@ -20,7 +32,7 @@ from ..conninfo import make_params
 from ..errors import InterfaceError
 from ..protocol.events import Event, check_bound_options
 from ..protocol.messages import Notify
-from ._connection import AsyncConnection
+from ._connection import AsyncConnection, wait_on
 from ._subscription import Subscription, run_callbacks
 
 
@@ -54,6 +66,10 @@ class AsyncPubSub(PubSubCore):
         self._stop = asyncio.Event()
         self._exclusive = asyncio.Lock()
         self._callbacks_task: Optional[asyncio.Task[None]] = None
+        # Subscriptions waiting for input (see Subscription.get), woken only when their feed
+        # gets something, they close, or the connection is lost or closed.
+        self._waiters: Dict[Reader, List[asyncio.Future[None]]] = {}
+        self.hub.on_feed = self._wake_feed
         conn.on_input = self._on_input
 
     # -- commands --------------------------------------------------------
@@ -176,11 +192,50 @@ class AsyncPubSub(PubSubCore):
     async def _close_reader(self, reader: Reader) -> None:
         self.hub.close(reader)
         self.conn._wake()  # its waiting task ends
+        self._wake_reader(reader)
         if self.conn.closed == 0:
             await self._drive(self._sync_listens_exclusively())
 
     def _on_input(self) -> None:
         self.route()
+        if self.conn.closed:  # the waiting subscriptions see to it (reconnect or raise)
+            self._wake_all()
+
+    def _waits_on_feeds(self) -> bool:
+        """Whether a subscription may wait for its own feed alone: the connection routes
+        every arrival (``_on_input``), and nothing is due that a waiting task must do
+        (reconnect, health checks)."""
+        return (self.conn.closed == 0 and self._gave_up is None
+                and self.health_check_interval is None)
+
+    async def _reader_input(self, reader: Reader, timeout: Optional[float]) -> None:
+        """Until ``reader``'s feed gets something, it closes, the connection is lost or
+        closed, or ``timeout`` seconds pass: one wake for each subscription that got
+        something, rather than for every subscription at every arrival."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        waiters = self._waiters.setdefault(reader, [])
+        if len(waiters) > 8:  # those that timed out
+            waiters[:] = [w for w in waiters if not w.done()]
+        waiters.append(waiter)
+        with contextlib.suppress(TimeoutError):
+            await wait_on(waiter, None if timeout is None else loop.time() + timeout, loop)
+
+    def _wake_feed(self, feed: Feed) -> None:
+        waiting = self._waiters
+        if waiting:
+            for reader in feed.readers:
+                if reader in waiting:
+                    self._wake_reader(reader)
+
+    def _wake_reader(self, reader: Reader) -> None:
+        for waiter in self._waiters.pop(reader, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _wake_all(self) -> None:
+        for reader in list(self._waiters):
+            self._wake_reader(reader)
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -209,7 +264,7 @@ class AsyncPubSub(PubSubCore):
             conn = request.conn or self.conn
             return await conn.execute(request.sql, request.params, request.timeout)
         if kind is Wait:
-            return await self.conn.wait(request.timeout)
+            return await self.conn.wait(request.timeout, request.more)
         if kind is Clock:
             return asyncio.get_running_loop().time()
         if kind is Idle:
@@ -243,6 +298,7 @@ class AsyncPubSub(PubSubCore):
             for reader in list(feed.readers):
                 self.hub.close(reader)
         self.hub.callbacks.clear()
+        self._wake_all()
         await self.conn.close()
 
     async def __aenter__(self) -> AsyncPubSub:

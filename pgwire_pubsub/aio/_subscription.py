@@ -80,7 +80,14 @@ class Subscription:
             left = None if deadline is None else deadline - pubsub._now()
             if left is not None and left <= 0:
                 return None
-            await pubsub._drive(pubsub._waited_read(left, lambda: reader.waiting))
+            try:
+                if pubsub._waits_on_feeds():
+                    await pubsub._reader_input(reader, left)
+                else:
+                    await pubsub._drive(pubsub._waited_read(left, lambda: reader.waiting))
+            except InterfaceError:
+                if not reader.closed:
+                    raise  # else the client was closed meanwhile: this ends the subscription
         return reader.next_event()
 
     async def get_events(self, timeout: Optional[float] = 0) -> Optional[List[Event]]:

@@ -9,8 +9,9 @@ picks one).
 All three offer ``dsn_kwargs()``, ``dsn()``, ``psql()`` and ``popen_psql()``, plus the
 capability flags ``has_roles``, ``has_tls`` and ``can_restart`` so tests can skip.
 
-Longer than this project's modules should be: it moved here whole from tests/ so that its
-history follows; the cluster's TLS material (certificates, CRLs) is the part to move out.
+The helpers that go with them (``wait_for``, ``LineReader``, ``in_thread``, ``lit``,
+connection strings) live in ``_support`` and are offered here too; the TLS material of a
+cluster (a CA, certificates, CRLs) in ``_tlsmaterial``.
 """
 
 from __future__ import annotations
@@ -18,20 +19,30 @@ from __future__ import annotations
 import atexit
 import os
 import pwd
-import re
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
-import time
-import urllib.parse
-from typing import IO, Any, Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Dict, List, Optional, Tuple, TypeVar
 
 from pgwire_pubsub.localserver import ServerPrograms
 
 # Re-exported: tests import it from here (test_localserver checks it stays offered).
 from pgwire_pubsub.localserver import find_pg_bindir as find_pg_bindir
+
+from ._support import LineReader as LineReader
+from ._support import _free_port
+from ._support import find_psql as find_psql
+from ._support import has_ipv6_loopback as has_ipv6_loopback
+from ._support import in_thread as in_thread
+from ._support import lit as lit
+from ._support import make_dsn as make_dsn
+from ._support import make_uri as make_uri
+from ._support import parse_dsn as parse_dsn
+from ._support import wait_for as wait_for
+from ._tlsmaterial import CERT_USER as CERT_USER
+from ._tlsmaterial import CLIENT_KEY_PASSPHRASE as CLIENT_KEY_PASSPHRASE
+from ._tlsmaterial import OTHER_CN as OTHER_CN
+from ._tlsmaterial import TlsMaterial
 
 T = TypeVar("T")
 
@@ -56,9 +67,6 @@ auth_method = AUTH_METHOD
 
 # A role that logs in with a client certificate only (hostssl ... cert). It is kept out
 # of ROLES and AUTH_METHOD, whose roles every client can log in as without a certificate.
-CERT_USER = "cert_user"
-CLIENT_KEY_PASSPHRASE = "client key passphrase"
-OTHER_CN = "not_cert_user"  # the CN of a CA-signed client certificate cert_user must refuse
 
 PSQL_FLAGS = ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"]
 _RUN_AS = "postgres"
@@ -73,168 +81,6 @@ class PsqlError(RuntimeError):
         super().__init__(f"psql exited with {returncode}: {stderr.strip()}")
         self.returncode = returncode
         self.stderr = stderr
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
-             message: Optional[str] = None) -> T:
-    """Poll ``predicate`` until it returns something truthy; return that value.
-
-    Raises AssertionError after ``timeout`` seconds. Use this instead of sleeps.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            what = message or getattr(predicate, "__name__", repr(predicate))
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def lit(text: str) -> str:
-    """An SQL string literal for psql (standard_conforming_strings is on there)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def in_thread(target: Callable[[], Any], timeout: float = 20.0) -> Callable[[], Any]:
-    """Run ``target`` in a thread; the returned function joins it (failing after
-    ``timeout`` seconds) and returns its result or raises its exception."""
-    result: List[Any] = []
-    failure: List[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(target())
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def join() -> Any:
-        thread.join(timeout)
-        assert not thread.is_alive(), f"the helper thread is still blocked after {timeout}s"
-        if failure:
-            raise failure[0]
-        return result[0] if result else None
-
-    return join
-
-
-class LineReader:
-    """Collects a text stream's lines in a thread, so a test can wait for one.
-
-    E.g. ``LineReader(proc.stdout).wait_for_line('Asynchronous notification')``.
-    """
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.lines: List[str] = []
-        self._stream = stream
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self._stream:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for_line(self, substring: str, timeout: float = 10.0, start: int = 0) -> str:
-        """The first line (from index ``start``) containing ``substring``."""
-        def found() -> str:
-            return next((ln for ln in self.lines[start:] if substring in ln), "")
-        try:
-            return wait_for(found, timeout, message=f"a line containing {substring!r}")
-        except AssertionError as e:
-            raise AssertionError(f"{e}; lines so far: {self.lines[start:]!r}") from None
-
-
-def find_psql() -> Optional[str]:
-    return shutil.which("psql") or (
-        "/usr/bin/psql" if os.path.exists("/usr/bin/psql") else None)
-
-
-def has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-def _free_port(ipv6: bool) -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    if ipv6:
-        try:
-            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
-                s6.bind(("::1", port))
-        except OSError:
-            return _free_port(ipv6)
-    return port
-
-
-def _quote(value: object) -> str:
-    s = str(value)
-    if s and re.fullmatch(r"[^\s'\\]+", s):
-        return s
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def make_dsn(params: Dict[str, Any]) -> str:
-    """A libpq key=value string from a dict (None values are left out)."""
-    return " ".join(f"{k}={_quote(v)}" for k, v in params.items() if v is not None)
-
-
-def make_uri(params: Dict[str, Any]) -> str:
-    """A ``postgresql://`` URI from a dict (None values are left out): the one form of
-    connection string that libpq, asyncpg and this library all accept.  A host that is a
-    directory (a Unix socket's) goes in the query string."""
-    params = {k: str(v) for k, v in params.items() if v is not None}
-    host, port = params.pop("host", ""), params.pop("port", "")
-    user, password = params.pop("user", None), params.pop("password", None)
-    dbname = params.pop("dbname", "")
-    netloc = ""
-    if user is not None:
-        netloc = urllib.parse.quote(user, safe="")
-        if password is not None:
-            netloc += ":" + urllib.parse.quote(password, safe="")
-        netloc += "@"
-    if host.startswith("/"):
-        params = {"host": host, **({"port": port} if port else {}), **params}
-    else:
-        netloc += f"[{host}]" if ":" in host else host
-        netloc += f":{port}" if port else ""
-    query = urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
-    return f"postgresql://{netloc}/{urllib.parse.quote(dbname, safe='')}" + (
-        f"?{query}" if query else "")
-
-
-def parse_dsn(dsn: str) -> Dict[str, str]:
-    """Parse a libpq key=value string or a postgres:// URI (single host only)."""
-    if re.match(r"postgres(ql)?://", dsn):
-        u = urllib.parse.urlsplit(dsn)
-        out: Dict[str, str] = {}
-        if u.hostname:
-            out["host"] = urllib.parse.unquote(u.hostname)
-        if u.port:
-            out["port"] = str(u.port)
-        if u.username:
-            out["user"] = urllib.parse.unquote(u.username)
-        if u.password is not None:
-            out["password"] = urllib.parse.unquote(u.password)
-        if u.path.strip("/"):
-            out["dbname"] = urllib.parse.unquote(u.path.lstrip("/"))
-        out.update(urllib.parse.parse_qsl(u.query))
-        return out
-    pattern = r"\s*(\w+)\s*=\s*('((?:[^'\\]|\\.)*)'|\S+)"
-    out = {}
-    for m in re.finditer(pattern, dsn):
-        value = m.group(2)
-        if m.group(3) is not None:
-            value = re.sub(r"\\(.)", r"\1", m.group(3))
-        out[m.group(1)] = value
-    return out
 
 
 class Server:
@@ -329,7 +175,7 @@ def _cleanup_all() -> None:  # safety net for interrupted sessions
         cluster.cleanup(mode="immediate")
 
 
-class Cluster(Server):
+class Cluster(TlsMaterial, Server):
     """A private PostgreSQL cluster in a temp dir, built from the local binaries."""
 
     has_roles = True
@@ -457,94 +303,6 @@ class Cluster(Server):
         return self.start()
 
     # -- configuration ---------------------------------------------------------
-    def _openssl(self, *args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=self._path("tls"), check=True,
-                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-
-    def _make_ca(self, name: str) -> str:
-        self._openssl("req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
-                      "ec_paramgen_curve:prime256v1", "-keyout", f"{name}.key",
-                      "-out", f"{name}.crt", "-days", "3650", "-subj", f"/CN=pgwire {name}",
-                      "-addext", "basicConstraints=critical,CA:TRUE",
-                      "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-        return self._path("tls", f"{name}.crt")
-
-    def _make_certs(self) -> None:
-        os.mkdir(self._path("tls"))
-        self.ca_file = self._make_ca("ca")
-        self.other_ca_file = self._make_ca("other_ca")
-        with open(self._path("tls", "server.ext"), "w") as f:
-            f.write("subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
-                    "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                    "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\n"
-                    "authorityKeyIdentifier=keyid\n")
-        self._openssl("req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
-                      "ec_paramgen_curve:prime256v1", "-keyout", "server.key",
-                      "-out", "server.csr", "-subj", "/CN=pgwire test server")
-        self._openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                      "-CAcreateserial", "-out", "server.crt", "-days", "3650",
-                      "-extfile", "server.ext")
-        self.server_cert_file = self._path("tls", "server.crt")
-        self.server_key_file = self._path("tls", "server.key")
-        os.chmod(self.server_key_file, 0o600)
-        self._chown(self.server_key_file)
-        self._make_client_certs()
-        self._make_crls()
-
-    def _make_client_cert(self, name: str, cn: str) -> Tuple[str, str]:
-        with open(self._path("tls", "client.ext"), "w") as f:
-            f.write("basicConstraints=critical,CA:FALSE\n"
-                    "keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n")
-        self._openssl("req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
-                      "ec_paramgen_curve:prime256v1", "-keyout", f"{name}.key",
-                      "-out", f"{name}.csr", "-subj", f"/CN={cn}")
-        self._openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                      "-CAcreateserial", "-out", f"{name}.crt", "-days", "3650",
-                      "-extfile", "client.ext")
-        key = self._path("tls", f"{name}.key")
-        os.chmod(key, 0o600)
-        return self._path("tls", f"{name}.crt"), key
-
-    def _make_client_certs(self) -> None:
-        """Client certificates signed by the test CA, for cert authentication."""
-        self.client_cert_file, self.client_key_file = self._make_client_cert("client", CERT_USER)
-        self._openssl("pkey", "-in", "client.key", "-out", "client_encrypted.key", "-aes256",
-                      "-passout", f"pass:{CLIENT_KEY_PASSPHRASE}")
-        self.client_encrypted_key_file = self._path("tls", "client_encrypted.key")
-        os.chmod(self.client_encrypted_key_file, 0o600)
-        self.client_key_passphrase = CLIENT_KEY_PASSPHRASE
-        self.other_cn_cert_file, self.other_cn_key_file = self._make_client_cert("other_cn",
-                                                                                 OTHER_CN)
-        self.has_client_certs = True
-
-    def _make_crls(self) -> None:
-        """Two CRLs of the test CA: one revoking nothing, one revoking the server's certificate.
-
-        Each also goes in a directory of its own under its hash name, for sslcrldir.
-        """
-        with open(self._path("tls", "ca.cnf"), "w") as f:
-            f.write("[ ca ]\ndefault_ca = test_ca\n[ test_ca ]\ndatabase = index.txt\n"
-                    "crlnumber = crlnumber\ncertificate = ca.crt\nprivate_key = ca.key\n"
-                    "default_md = sha256\ndefault_crl_days = 3650\n")
-        with open(self._path("tls", "index.txt"), "w"):
-            pass
-        with open(self._path("tls", "crlnumber"), "w") as f:
-            f.write("01\n")
-        self._openssl("ca", "-config", "ca.cnf", "-gencrl", "-out", "empty.crl")
-        self._openssl("ca", "-config", "ca.cnf", "-revoke", "server.crt")
-        self._openssl("ca", "-config", "ca.cnf", "-gencrl", "-out", "server_revoked.crl")
-        self.crl_file = self._path("tls", "empty.crl")
-        self.revoked_crl_file = self._path("tls", "server_revoked.crl")
-        crl_hash = subprocess.run(
-            ["openssl", "crl", "-hash", "-noout", "-in", self.crl_file], check=True,
-            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL).stdout.strip()
-        crls = (("crl_dir", self.crl_file), ("revoked_crl_dir", self.revoked_crl_file))
-        for attr, source in crls:
-            directory = self._path("tls", attr)
-            os.mkdir(directory)
-            shutil.copy(source, os.path.join(directory, f"{crl_hash}.r0"))
-            setattr(self, attr, directory)
-
     def _write_conf(self) -> None:
         listen = "127.0.0.1,::1" if self.ipv6 else "127.0.0.1"
         conf = {

@@ -6,8 +6,8 @@ queue, on byte streams shaped like the suite's receive workloads.
 
 Each stream is cut into 32 KiB reads, as the driver reads them; every read is fed to a
 ``Decoder`` into a ``Pending`` queue and then taken, either all at once
-(``take_all``, what ``get_events`` does) or one at a time (``popleft``, what each step
-of ``events()`` does).  No socket, no system call: what remains is the interpreter's
+(``take_all``, what ``get_events`` does) or one at a time (what each step of ``events()``
+does).  No socket, no system call: what remains is the interpreter's
 work per notification, the part the decoder and the queue can change.  Shapes:
 
 - ``app``: transactions of 1 to 4 notifications, each from one of 4 senders, on one of
@@ -80,11 +80,17 @@ def take_all(pending: Pending) -> int:
 
 
 def take_one_by_one(pending: Pending) -> int:
+    """As ``events()`` takes: through the iterator ``ready()`` keeps at the queue's head,
+    or ``popleft`` when few wait."""
     taken = 0
-    items, popleft = pending.items, pending.popleft
-    while items:
-        popleft()
-        taken += 1
+    while pending.items:
+        ready = pending.ready()
+        if ready is None:
+            pending.popleft()
+            taken += 1
+            continue
+        for _ in ready:
+            taken += 1
     return taken
 
 

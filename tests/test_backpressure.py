@@ -136,6 +136,40 @@ def test_events_raises_at_the_point_of_loss(pg: Server, connect: Callable[..., P
     still_works(pg, pubsub)
 
 
+def take_through_events(ps: PubSub, count: int, every: int) -> List[Any]:
+    """``count`` events through ``events()`` loops broken out of after ``every`` each (an
+    overflow raised counts as one, as the exception)."""
+    got: List[Any] = []
+    while len(got) < count:
+        try:
+            for event in ps.events(select_timeout=TIMEOUT):
+                got.append(event)
+                if len(got) % every == 0 or len(got) == count:
+                    break
+        except PendingOverflow as exc:
+            got.append(exc)
+    return got
+
+
+@pytest.mark.parametrize("every", [1, 7, 64])
+@pytest.mark.parametrize("overflow", ["raise", "drop-oldest"])
+def test_events_left_and_taken_again_keep_the_markers_where_they_belong(
+    pg: Server, connect: Callable[..., PubSub], overflow: str, every: int
+) -> None:
+    """events() takes many at a time (Pending.ready); loops broken out of every few events
+    give what get_event gives, the marker of the bound exactly where the loss was."""
+    pubsub = connect(max_pending=100, overflow=overflow)
+    pubsub.listen(CHANNEL)
+    sender = send_burst(pg, pubsub, 250)
+    got = take_through_events(pubsub, 101, every)
+    if overflow == "raise":
+        assert got[:100] == burst(sender, 1, 101)
+        assert isinstance(got[100], PendingOverflow) and got[100].lost == 150
+    else:
+        assert got == [Dropped(150), *burst(sender, 151, 251)]
+    still_works(pg, pubsub)
+
+
 # -- overflow='drop-oldest' -----------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import sys
 from types import FrameType
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from hypothesis import given, settings
@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from pgwire_pubsub import Dropped, Notify, Reconnected
 from pgwire_pubsub.protocol import pending as pending_module
 from pgwire_pubsub.protocol.decoder import Decoder
-from pgwire_pubsub.protocol.events import QueueItem, _Overflowed
+from pgwire_pubsub.protocol.events import Bound, QueueItem, _Overflowed
 from pgwire_pubsub.protocol.pending import RUN_START, Pending
 from pgwire_pubsub.testing.wirebytes import notify
 
@@ -52,6 +52,13 @@ class PendingMachine(RuleBasedStateMachine):
         self.pending = Pending()
         self.model: List[QueueItem] = []
         self.serial = 0
+        # Events made in bulk from two waiting on, so that short queues have them too.
+        self.ready_at = pending_module.READY_AT
+        pending_module.READY_AT = 2
+        self.left_behind: List[Iterator[QueueItem]] = []
+
+    def teardown(self) -> None:
+        pending_module.READY_AT = self.ready_at
 
     @rule(sent=groups, cut=st.integers(0, 200))
     def receive(self, sent: List[Tuple[Tuple[int, str], List[str]]], cut: int) -> None:
@@ -97,6 +104,37 @@ class PendingMachine(RuleBasedStateMachine):
         assert self.pending.take_all() == self.model
         self.model = []
 
+    @precondition(lambda self: self.model)
+    @rule(count=st.integers(0, 12))
+    def take_through_ready(self, count: int) -> None:
+        """As events() does: up to ``count`` from the iterator ``ready()`` gives, then a
+        break; the rest stays first for whatever takes next."""
+        ready = self.pending.ready()
+        if ready is None:
+            assert len(self.model) < 2
+            return
+        taken = []
+        for event in ready:
+            taken.append(event)
+            if len(taken) >= count:
+                break
+        assert taken == self.model[: len(taken)]
+        assert len(taken) < len(self.model), "the last item is left as it was"
+        del self.model[: len(taken)]
+        self.left_behind.append(ready)
+
+    @precondition(lambda self: self.left_behind)
+    @rule(pick=st.integers(0, 100), count=st.integers(1, 5))
+    def resume_a_loop_left_behind(self, pick: int, count: int) -> None:
+        """An iterator ``ready()`` gave earlier, taken from again later: it goes on from
+        where the queue is now, or gives nothing once what it held has gone."""
+        ready = self.left_behind[pick % len(self.left_behind)]
+        for _ in range(count):
+            event = next(ready, None)
+            if event is None:
+                return
+            assert self.model and event == self.model.pop(0)
+
     @rule()
     def clear(self) -> None:
         self.pending.clear()
@@ -111,6 +149,46 @@ class PendingMachine(RuleBasedStateMachine):
         wanted = notifications[pick % len(notifications)]
         assert self.pending.take_first(lambda item: item == wanted)
         self.model.remove(wanted)
+
+    @rule(max_pending=st.integers(1, 12), policy=st.sampled_from(["raise", "drop-oldest"]))
+    def enforce_a_bound(self, max_pending: int, policy: str) -> None:
+        """Bound.enforce against the plain algorithm on the list: what iterator ``ready()``
+        keeps at the head is being taken, and stays."""
+        head = self.pending.items[0] if self.pending.items else None
+        in_hand = head.left() if isinstance(head, pending_module._Ready) else 0
+        Bound(max_pending, policy).enforce(self.pending)
+        excess = sum(type(item) is Notify for item in self.model) - max_pending
+        if excess <= 0:
+            return
+        taken, rest = self.model[:in_hand], self.model[in_hand:]
+        if policy == "raise":
+            lost, kept = 0, []
+            while rest and (lost < excess or type(rest[-1]) is _Overflowed):
+                item = rest.pop()
+                if type(item) is Notify:
+                    lost += 1
+                elif type(item) is _Overflowed:
+                    lost += item.lost
+                else:
+                    kept.append(item)
+            if lost or kept:
+                rest += [*reversed(kept), _Overflowed(lost)]
+        else:
+            dropped, kept = 0, []
+            while rest and (excess > 0 or type(rest[0]) is Dropped):
+                item = rest.pop(0)
+                if type(item) is Dropped:
+                    dropped += item.dropped
+                elif type(item) is Notify:
+                    dropped += 1
+                    excess -= 1
+                else:
+                    kept.append(item)
+            if dropped:
+                rest[:0] = [Dropped(dropped), *kept]
+            else:
+                rest[:0] = kept
+        self.model = taken + rest
 
     @invariant()
     def same_contents(self) -> None:
@@ -227,8 +305,20 @@ def mixed_queue() -> Pending:
     return pending
 
 
+def through_ready(pending: Pending) -> List[QueueItem]:
+    taken: List[QueueItem] = []
+    while pending.items:
+        ready = pending.ready()
+        if ready is None:
+            taken.append(pending.popleft())
+        else:
+            taken += ready
+    return taken
+
+
 ACTIONS: Dict[str, Callable[[Pending], object]] = {
     "popleft": lambda p: [p.popleft() for _ in range(len(p))],
+    "ready": through_ready,
     "pop": lambda p: [p.pop() for _ in range(len(p))],
     "take_all": lambda p: p.take_all(),
     "take_first": lambda p: p.take_first(lambda n: n.payload == "2"),
@@ -252,7 +342,7 @@ def test_an_interrupt_at_any_statement_costs_at_most_the_item_in_flight(name: st
         # What is left is a tail (popleft), a head (pop), all or nothing (take_all), or the
         # queue with at most one item gone (take_first, indexing): never anything else.
         taken = len(before) - len(after)
-        if name == "popleft":
+        if name in ("popleft", "ready"):
             assert after == before[taken:], f"step {step}"
         elif name == "pop":
             assert after == before[: len(after)], f"step {step}"

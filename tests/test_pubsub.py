@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import select
 import threading
 import uuid
@@ -298,6 +299,73 @@ def test_events_hands_over_received_notifications_at_once(pubsub: PubSub) -> Non
     assert event == Notify(pubsub.conn.get_backend_pid(), "x", "a")
     event = in_thread(lambda: pubsub.get_event(select_timeout=60))()
     assert event == Notify(pubsub.conn.get_backend_pid(), "x", "b")
+
+
+def take_in_turns(ps: PubSub, count: int, seed: int) -> List[Any]:
+    """``count`` events, taken in turns chosen by ``seed``: a few through ``events()`` then a
+    break, ``get_event``, ``get_events``, and a loop left earlier resumed."""
+    rng = random.Random(seed)
+    got: List[Any] = []
+    left_behind: List[Any] = []  # loops broken out of, to resume later
+    while len(got) < count:
+        turn = rng.choice(["events", "events", "get_event", "get_events", "resume"])
+        if turn == "events" or (turn == "resume" and not left_behind):
+            loop = ps.events(select_timeout=TIMEOUT, yield_timeouts=True)
+            for event in loop:
+                assert event is not None, f"only {len(got)} of {count} arrived"
+                got.append(event)
+                if len(got) == count or rng.random() < 0.02:
+                    break
+            left_behind.append(loop)
+        elif turn == "resume":
+            event = next(left_behind.pop(rng.randrange(len(left_behind))))
+            assert event is not None, f"only {len(got)} of {count} arrived"
+            got.append(event)
+        elif turn == "get_event":
+            event = ps.get_event(select_timeout=TIMEOUT)
+            assert event is not None, f"only {len(got)} of {count} arrived"
+            got.append(event)
+        else:
+            events = ps.get_events(select_timeout=TIMEOUT)
+            assert events is not None, f"only {len(got)} of {count} arrived"
+            got += events
+    return got
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_events_left_and_resumed_hand_over_every_notification_once_in_order(
+    pg: Server, pubsub: PubSub, seed: int
+) -> None:
+    """events() takes what waits many at a time (Pending.ready): what a loop broken out of
+    did not hand over stays first for whatever takes next, and resuming that loop later
+    goes on from where the queue is, on a burst of every shape (runs, interleaved senders,
+    changing lengths)."""
+    pubsub.listen("turns")
+    pubsub.listen("turns_other")
+    channel = "CASE WHEN i % 5 = 0 OR i > 2500 AND i % 2 = 0 THEN 'turns_other' ELSE 'turns' END"
+    payload = "CASE WHEN i <= 1000 THEN lpad(i::text, 30, 'x') ELSE repeat('é', i % 7) || i END"
+    out = pg.psql(f"BEGIN; SELECT pg_notify({channel}, {payload}) "
+                  "FROM generate_series(1, 3000) i; SELECT pg_backend_pid(); COMMIT;")
+    pid = int(out.split()[-1])
+
+    def expected(i: int) -> Notify:
+        text = ("x" * 30 + str(i))[-30:] if i <= 1000 else "é" * (i % 7) + str(i)
+        other = i % 5 == 0 or (i > 2500 and i % 2 == 0)
+        return Notify(pid, "turns_other" if other else "turns", text)
+
+    assert take_in_turns(pubsub, 3000, seed) == [expected(i) for i in range(1, 3001)]
+    assert pubsub.get_event(select_timeout=0.2) is None
+
+
+def test_close_ends_an_events_loop_in_the_middle_of_what_waits(pg: Server, pubsub: PubSub) -> None:
+    pubsub.listen("closing")
+    pg.psql("SELECT pg_notify('closing', i::text) FROM generate_series(1, 500) i")
+    got: List[Any] = []
+    for event in pubsub.events(select_timeout=TIMEOUT):
+        got.append(event)
+        if len(got) == 10:
+            pubsub.close()
+    assert len(got) == 10
 
 
 # -- channel names ----------------------------------------------------------

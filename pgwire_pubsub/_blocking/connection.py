@@ -87,16 +87,17 @@ class Connection(SessionView):
             raise
         except BaseException:
             # Interrupted (Ctrl-C): a half-written message breaks the stream; an
-            # unfinished reply is drained before the next command.
+            # unfinished reply is drained before the next command (what was received is
+            # never lost: see protocol/_receiving.py, and _read_tls for TLS).
             if transport.sending:
                 self._fail(OperationalError("a message was interrupted while being sent"))
             elif transport.receiving:
                 self._fail(OperationalError(
-                    "received bytes were interrupted while being taken in, so the stream "
-                    "can no longer be trusted; reconnect"))
+                    "received bytes were interrupted while being decrypted (TLS), so the "
+                    "stream can no longer be trusted; reconnect"))
             raise
         finally:
-            if transport.held is not None:  # an interrupt skipped take_in's own release
+            if transport.held is not None:  # an interrupt skipped _read_tls's own release
                 transport.release_interrupts()
             self._give_back(claim)
             if self._close_requested and self.closed != 1:
@@ -235,8 +236,10 @@ class Connection(SessionView):
                 raise
 
     def _take_in(self, transport: SocketIO, timeout: Optional[float]) -> None:
+        if self.machine.take_in():
+            return  # what an interrupt left half taken in: no need to wait
         if transport.wait_readable(timeout):
-            transport.take_in(self.machine.receive_data)
+            transport.take_in()
 
     def poll(self) -> None:
         """Take in whatever has arrived, without waiting (psycopg2's ``poll``)."""

@@ -20,6 +20,7 @@ from .._shared.requests import Clock, Close, Exclusive, Execute, Idle, Open, Sle
 from ..conninfo import make_params
 from ..errors import InterfaceError, OperationalError
 from ..protocol.events import Event, check_bound_options
+from ..protocol.messages import Notify
 from .connection import Connection, connect_raw
 from .fanout import ReaderThread, Subscription
 
@@ -126,8 +127,16 @@ class PubSub(PubSubCore):
         while True:
             if self.conn.closed == 1:
                 return
-            while queue.items and self.conn.closed != 1:
-                yield self._take()
+            if queue.items:
+                # Many waiting: made in bulk, each taken with a step of a C iterator that
+                # keeps its place in the queue, so that a break leaves the rest there.
+                ready = queue.ready()
+                if ready is None:
+                    yield self._take()
+                    continue
+                for event in ready:  # close() ends it: see Pending.halt
+                    yield event if type(event) is Notify else self._marker(event)
+                continue
             try:
                 self._wait_here(select_timeout)
             except InterfaceError:
@@ -305,6 +314,7 @@ class PubSub(PubSubCore):
         """Close the connection; safe from another thread or a signal handler, where it
         wakes a thread blocked in ``events()`` (which then ends)."""
         self._closing = True
+        self._queue.halt()  # an events() loop taking what waits ends at its next step
         self._stop.set()
         thread = self._reader_thread
         if thread is not None:

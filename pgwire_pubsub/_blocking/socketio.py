@@ -17,7 +17,6 @@ from ..protocol import steps
 from ..protocol.machine import Machine
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 # Reads of at most 32 KiB: a burst's bytes, their pieces and the strings made of them
 # then stay in the CPU's caches (256 KiB reads took 30% more CPU per notification).
@@ -33,6 +32,8 @@ def remaining(deadline: Optional[float]) -> Optional[float]:
         raise TimeoutError("timeout expired")
     return left
 
+
+_SIZES = (RECV_SIZE,)  # one read of at most this many bytes (see _read_into)
 
 _INTERRUPTS = {int(signal.SIGINT), int(signal.SIGTERM)}
 
@@ -64,11 +65,10 @@ class SocketIO:
         self.wakeup: Optional[socket.socket] = None
         self.last_activity = time.monotonic()
         self.sending = False  # True while a message may be half written
-        # True while received bytes may be half taken in: deferring interrupts cannot
-        # hold back a handler whose signal another thread took, so one may still land here.
+        # TLS only (see _read_tls): True while decrypted bytes may be dropped by an
+        # interrupt, and the signal mask to put back while one is changed.
         self.receiving = False
-        self.held: Optional[Any] = None  # the signal mask to put back, while one is changed
-        self._buffer = memoryview(bytearray(RECV_SIZE))
+        self.held: Optional[Any] = None
 
     @property
     def uses_tls(self) -> bool:
@@ -95,26 +95,62 @@ class SocketIO:
 
     def feed(self, deadline: Optional[float]) -> None:
         """Wait for input until ``deadline`` (``TimeoutError`` then) and feed it to the
-        machine."""
+        machine; at once when it has bytes an interrupt left half taken in."""
+        if self.machine.take_in():
+            return
         while not self.wait_readable(remaining(deadline)):
             pass  # nudged (the wait is not over) or the deadline passed (remaining raises)
-        self.take_in(self.machine.receive_data)
+        self.take_in()
 
-    def take_in(self, consume: Callable[[bytes], R]) -> Optional[R]:
-        """``consume`` what has arrived, with Ctrl-C and SIGTERM held meanwhile; None when
-        nothing complete had arrived.
+    def take_in(self) -> None:
+        """Read what has arrived (call it once select said readable) and feed it to the
+        machine.  The bytes land in the machine's own buffer, which it takes in as one
+        commit (see protocol/_receiving.py): Ctrl-C or SIGTERM at any point loses
+        nothing, and the next ``feed`` (or ``Machine.take_in``) finishes the rest."""
+        machine = self.machine
+        buffer = machine.inbound
+        before = len(buffer)
+        if not self._read_into(buffer):
+            return  # nothing complete yet (part of a TLS record)
+        if len(buffer) == before:
+            machine.receive_data(b"")  # the end of the stream: raises why
+        self.last_activity = time.monotonic()
+        machine.take_in()
 
-        An interrupt raised half-way through would lose bytes and break the stream; held,
-        it is raised right after, at a clean point.  The hold works when the main thread
-        takes the signal: when another thread does, Python still runs the handler here,
-        and ``receiving`` is left set, for the caller to mark the stream untrustworthy.
+    def _read_into(self, buffer: bytearray) -> bool:
+        """Append what has arrived to ``buffer`` (nothing at the end of the stream); False
+        when nothing complete had arrived."""
+        sock = self._nonblocking()
+        try:
+            if type(sock) is socket.socket:
+                # buffer += sock.recv(RECV_SIZE) in one C call: no Python code runs
+                # between the system call returning the bytes and their landing in the
+                # buffer, so no signal handler can raise in between and lose them.
+                any(map(buffer.extend, map(sock.recv, _SIZES)))
+            else:
+                self._read_tls(buffer, _tls_reader(sock))
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        except ssl.SSLEOFError:
+            pass  # the peer closed without TLS's goodbye: the end of the stream
+        return True
+
+    def _read_tls(self, buffer: bytearray, read: Callable[[int], bytes]) -> None:
+        """``read`` (a TLS socket's) into ``buffer``, with Ctrl-C and SIGTERM held.
+
+        CPython's ssl module runs signal handlers inside its read, after the bytes were
+        decrypted, and drops them when one raises; held, the interrupt is raised right
+        after, at a clean point.  The hold works when the main thread takes the signal:
+        when another thread does, Python may still run the handler in the read, and
+        ``receiving`` is left set, for the caller to mark the stream untrustworthy.
+
+        pthread_sigmask runs the handlers of signals already due right after changing
+        the mask, and a handler may run at any point here, even in the finally before
+        the mask is put back.  So the mask as it was is read before anything changes and
+        kept in ``held`` until it is put back: if an interrupt skips that, the caller's
+        own cleanup, or the next read, puts it back.
         """
-        # pthread_sigmask runs the handlers of signals already due right after changing
-        # the mask, and a handler may run at any point of this method, even in the finally
-        # before the mask is put back.  So the mask as it was is read before anything
-        # changes and kept in ``held`` until it is put back: if an interrupt skips that,
-        # the caller's own cleanup, or the next take_in, puts it back.
-        masking = self._can_mask()
+        masking = _CAN_MASK and threading.get_ident() == _MAIN_THREAD
         if masking:
             if self.held is not None:
                 self.release_interrupts()
@@ -124,29 +160,22 @@ class SocketIO:
                 self.held = saved
                 _sigmask(signal.SIG_BLOCK, _INTERRUPTS)
             self.receiving = True
-            data = self.read_available()
-            result = None if data is None else consume(data)
+            any(map(buffer.extend, map(read, _SIZES)))  # (see _read_into)
             self.receiving = False
-        except Exception:
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLEOFError):
             self.receiving = False
             raise
         finally:
             if masking:
                 self.release_interrupts()
-        return result
 
     def release_interrupts(self) -> None:
-        """Put back the signal mask ``take_in`` changed, if an interrupt kept it from
+        """Put back the signal mask ``_read_tls`` changed, if an interrupt kept it from
         doing so; nothing otherwise."""
         held = self.held
         if held is not None:
             _sigmask(signal.SIG_SETMASK, held)  # due handlers run here, once it is back
             self.held = None
-
-    @staticmethod
-    def _can_mask() -> bool:
-        """Signals reach Python code only in the main thread."""
-        return _CAN_MASK and threading.get_ident() == _MAIN_THREAD
 
     def _nonblocking(self) -> socket.socket:
         """The socket, in non-blocking mode: every wait is our own select, with its deadline
@@ -167,21 +196,6 @@ class SocketIO:
                 if not writable:
                     raise TimeoutError("timeout expired") from None
         self.last_activity = time.monotonic()
-
-    def read_available(self) -> Optional[bytes]:
-        """What has arrived, without waiting: bytes, ``b""`` at end of stream, or None when
-        nothing is complete yet (e.g. part of a TLS record).  Call it once select said
-        readable, with interrupts deferred, so that nothing read can be lost."""
-        sock = self._nonblocking()
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
-            return sock.recv(sock.pending())
-        try:
-            size = sock.recv_into(self._buffer)
-        except (BlockingIOError, ssl.SSLWantReadError):
-            return None
-        self.last_activity = time.monotonic()
-        # One reused buffer: no allocation per read, only the copy of what came.
-        return self._buffer[:size].tobytes()
 
     def wait_readable(self, timeout: Optional[float]) -> bool:
         sock = self.sock
@@ -205,3 +219,13 @@ class SocketIO:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+def _tls_reader(sock: socket.socket) -> Callable[[int], bytes]:
+    """The read of a TLS socket: the C object's own when the interpreter has one (the
+    wrapper's, in Python, could be interrupted between getting the bytes and returning
+    them)."""
+    own: Any = getattr(sock, "_sslobj", None)
+    if own is not None and type(own).__module__ == "_ssl":
+        return own.read  # type: ignore[no-any-return]
+    return sock.recv

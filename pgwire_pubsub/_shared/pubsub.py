@@ -28,7 +28,8 @@ from typing import (
 )
 
 from ..errors import DatabaseError, InterfaceError, OperationalError
-from ..protocol.events import Bound, Event, Reconnected, _Overflowed, check_bound_options
+from ..protocol.events import Bound, Event, QueueItem, Reconnected, _Overflowed, check_bound_options
+from ..protocol.messages import Notify
 from ..protocol.pending import Pending
 from .channels import check_channel, check_payload, notify_statement, quote_ident, text_array
 from .fanout import Hub
@@ -261,6 +262,11 @@ class PubSubCore(Routing):
 
     def _take(self) -> Optional[Event]:
         item = self._queue.popleft()
+        return item if type(item) is Notify else self._marker(item)
+
+    def _marker(self, item: QueueItem) -> Optional[Event]:
+        """A marker taken from the queue (``_take``'s part for them): the overflow marker
+        raises ``PendingOverflow``."""
         if self._bound is not None:
             return self._bound.take(item)
         return item  # type: ignore[return-value]
@@ -393,14 +399,10 @@ class PubSubCore(Routing):
         marker = Reconnected(down, conn.get_backend_pid(), attempt)
         if self._inbox is self._queue:
             self._queue.append(marker)
-            if self._bound is not None:
-                self._bound.marker_added()
             conn.machine.adopt_queue(self._queue, self._bound)
         else:  # routed to every subscription and callback, and to the client's queue
             self._inbox.append(marker)
             conn.machine.adopt_queue(self._inbox, None)
-            if self._bound is not None:
-                self._bound.marker_added()
         self.conn = conn
         self.route()
 

@@ -31,6 +31,7 @@ from .._shared.requests import Clock, Close, Exclusive, Execute, Idle, Open, Sle
 from ..conninfo import make_params
 from ..errors import InterfaceError
 from ..protocol.events import Event, check_bound_options
+from ..protocol.messages import Notify
 from ._connection import AsyncConnection, wait_on
 from ._subscription import Subscription, run_callbacks
 
@@ -127,8 +128,14 @@ class AsyncPubSub(PubSubCore):
         while True:
             if self.conn.closed == 1:
                 return
-            while queue.items and self.conn.closed != 1:
-                yield self._take()
+            if queue.items:  # see PubSub.events
+                ready = queue.ready()
+                if ready is None:
+                    yield self._take()
+                    continue
+                for event in ready:  # close() ends it: see Pending.halt
+                    yield event if type(event) is Notify else self._marker(event)
+                continue
             try:
                 await self._drive(self._wait(timeout))
             except InterfaceError:
@@ -285,6 +292,7 @@ class AsyncPubSub(PubSubCore):
         """Close the connection; every task waiting on it (``events()``, ``get_event()``, a
         subscription, a reconnection's pause) wakes at once, and iterations end."""
         self._closing = True
+        self._queue.halt()  # an events() loop taking what waits ends at its next step
         self._stop.set()
         for feed in list(self.hub.feeds.values()):
             for reader in list(feed.readers):

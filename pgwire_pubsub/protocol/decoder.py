@@ -43,6 +43,11 @@ _INT32 = Struct("!i").unpack_from
 _BULK_AFTER = 8 if sys.implementation.name == "cpython" else sys.maxsize
 
 
+# (messages, notifications as the queue keeps them, payloads in runs beyond one each, where
+# the bytes not decoded start, bytes needed from there, the violation met): see decode().
+Decoded = Tuple[List[m.BackendMessage], List[Any], int, int, int, Optional[ProtocolViolation]]
+
+
 def _no_run(payloads: List[str]) -> None:
     raise AssertionError("no run to extend")  # pragma: no cover
 
@@ -70,22 +75,11 @@ class Decoder:
 
         With ``pending``, notifications go into it instead, compactly: from a
         sender's third ``Notify`` in a row on one channel, the next ones are kept as
-        bare payloads in a run (see pending.py).  This is the receive hot path: no
-        intermediate list, no per-message dispatch, one dictionary lookup for a
-        notification's sender, no tuple per payload of a run, and a long run of
-        payloads of one length taken many at a time (see _bulk.py).  One function on
-        purpose: its state lives in local variables, as a call or an attribute per
-        message would cost about as much as the message's own work.
+        bare payloads in a run (see pending.py).
         """
         if self._error is not None:
             raise self._error
         tail = self._tail
-        if not tail and len(data) <= _SMALL and type(data) is bytes:
-            # A command's whole reply (CommandComplete, ReadyForQuery...) repeats byte
-            # for byte, and its messages are immutable: parsed once, found by its bytes.
-            known = _ROUTINE_CHUNKS.get(data)
-            if known is not None:
-                return list(known)
         if tail:
             tail += data  # amortised append: a large message in small chunks stays linear
             if len(tail) < self._need:
@@ -93,8 +87,48 @@ class Decoder:
             buf = bytes(tail)
         else:
             buf = data if type(data) is bytes else bytes(data)
+        out, notes, extra, end, need, error = self.decode(buf, pending is not None)
+        if notes and pending is not None:
+            pending.add(notes, extra)
+        if error is not None:
+            self._error = error
+            self._tail = bytearray()
+            if not out:
+                raise error
+            return out
+        if end < len(buf):
+            self._tail = bytearray(buf[end:])
+        elif tail:
+            self._tail = bytearray()
+        self._need = need
+        return out
+
+    def decode(self, buf: bytes, compact: bool = False) -> Decoded:
+        """The messages ``buf`` holds, from its start, changing nothing but caches: what
+        ``Machine.take_in`` commits at once, so that an interrupt can cut nothing in two.
+
+        Returns ``(messages, notes, extra, end, need, error)``: the messages in order
+        (with ``compact``, all but the notifications, which are in ``notes`` as the
+        queue keeps them, its runs holding ``extra`` payloads beyond one each), where the
+        bytes not decoded start, how many bytes from there parsing needs before it can
+        make progress, and the protocol violation met, if any (what came before it is
+        returned, and nothing after).
+
+        This is the receive hot path: no per-message dispatch, one dictionary lookup for
+        a notification's sender, no tuple per payload of a run, and a long run of
+        payloads of one length taken many at a time (see _bulk.py).  One function on
+        purpose: its state lives in local variables, as a call or an attribute per
+        message would cost about as much as the message's own work.
+        """
+        if len(buf) <= _SMALL:
+            # A command's whole reply (CommandComplete, ReadyForQuery...) repeats byte
+            # for byte, and its messages are immutable: parsed once, found by its bytes.
+            known = _ROUTINE_CHUNKS.get(buf)
+            if known is not None:
+                return list(known), [], 0, len(buf), 0, None
         out: List[m.BackendMessage] = []
-        add: Callable[[Any], None] = out.append if pending is None else pending.items.append
+        notes: List[Any] = []
+        add: Callable[[Any], None] = notes.append if compact else out.append
         runs: List[Run] = []
         run_add: Optional[Callable[[str], None]] = None
         run_extend: Callable[[List[str]], None] = _no_run  # a run's, once one begins
@@ -165,7 +199,7 @@ class Decoder:
                         pid, channel = last_sender = sender
                         add(make(notify, (pid, channel, payload)))
                         first = run_add = None
-                    elif first is None or pending is None:
+                    elif first is None or not compact:
                         first = make(notify, (pid, channel, payload))
                         add(first)
                     else:
@@ -218,26 +252,16 @@ class Decoder:
                     out.append(message)
                 pos = end
         except (Malformed, StructError, ValueError, IndexError) as exc:
-            self._error = ProtocolViolation(
+            error: Optional[ProtocolViolation] = ProtocolViolation(
                 f"the server sent a malformed message ({exc}); closing the connection"
             )
-            self._tail = bytearray()
-            if not out:
-                raise self._error from exc
-            return out
-        finally:
-            if runs and pending is not None:
-                pending.dirty = True
-                pending.extra += sum(map(len, runs)) - (RUN_START + 1) * len(runs)
-                pending.dirty = False
-        if pos < size:
-            self._tail = bytearray(buf[pos:])
-        elif tail:
-            self._tail = bytearray()
-        elif routine_bytes == size <= _SMALL and len(_ROUTINE_CHUNKS) < _ROUTINE_LIMIT:
-            _ROUTINE_CHUNKS[buf] = tuple(out)  # routine replies only, nothing else
-        self._need = need
-        return out
+            pos = size
+        else:
+            error = None
+            if routine_bytes == size <= _SMALL and len(_ROUTINE_CHUNKS) < _ROUTINE_LIMIT:
+                _ROUTINE_CHUNKS[buf] = tuple(out)  # routine replies only, nothing else
+        extra = sum(map(len, runs)) - (RUN_START + 1) * len(runs) if runs else 0
+        return out, notes, extra, pos, need, error
 
     def _new_source(self, source: bytes) -> Tuple[int, str]:
         """A sender's pid and channel from its bytes, NUL included."""

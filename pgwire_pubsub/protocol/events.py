@@ -54,70 +54,37 @@ OVERFLOW_POLICIES = ("raise", "drop-oldest")
 class Bound:
     """Keeps a notification queue within ``max_pending``, never losing silently.
 
-    Markers in the queue do not count toward the bound; ``markers`` counts
-    them (whoever queues a marker calls ``marker_added``; ``take`` sees them go).
+    Markers in the queue do not count toward the bound.  The queue is changed so that
+    an interrupt cannot leave a loss without its marker (see _dropping.py).
     """
 
     def __init__(self, max_pending: int, policy: str = "raise") -> None:
         check_bound_options(max_pending, policy)
         self.max_pending = max_pending
         self.policy = policy
-        self.markers = 0
 
     def marker_added(self) -> None:
-        self.markers += 1
+        """Nothing to do: the markers waiting are counted from the queue itself."""
 
     def enforce(self, queue: Pending) -> None:
-        excess = len(queue) - self.markers - self.max_pending
+        size = len(queue)
+        if size <= self.max_pending:
+            return  # markers do not count: nothing over the bound
+        from . import _dropping  # here: it imports this module
+
+        excess = size - _dropping.markers(queue) - self.max_pending
         if excess <= 0:
             return
         if self.policy == "raise":
-            self._drop_newest(queue, excess)
+            _dropping.drop_newest(queue, excess)
         else:
-            self._drop_oldest(queue, excess)
-
-    def _drop_newest(self, queue: Pending, excess: int) -> None:
-        lost = 0
-        kept_markers = []
-        while queue and (lost < excess or isinstance(queue[-1], _Overflowed)):
-            item = queue.pop()
-            if type(item) is Notify:
-                lost += 1
-            elif isinstance(item, _Overflowed):  # merge: the loss goes on at the same point
-                lost += item.lost
-                self.markers -= 1
-            else:
-                kept_markers.append(item)  # a reconnection stays visible
-        queue.extend(reversed(kept_markers))
-        queue.append(_Overflowed(lost))
-        self.markers += 1
-
-    def _drop_oldest(self, queue: Pending, excess: int) -> None:
-        dropped = 0
-        kept_markers = []
-        while queue and (excess > 0 or type(queue[0]) is Dropped):
-            item = queue.popleft()
-            if isinstance(item, Dropped):
-                dropped += item.dropped
-                self.markers -= 1
-            elif type(item) is Notify:
-                dropped += 1
-                excess -= 1
-            else:
-                kept_markers.append(item)  # a reconnection stays visible
-        for marker in reversed(kept_markers):
-            queue.appendleft(marker)
-        queue.appendleft(Dropped(dropped))
-        self.markers += 1
+            _dropping.drop_oldest(queue, excess)
 
     def take(self, item: QueueItem) -> Optional[Event]:
         """``item`` as an event; the overflow marker raises ``PendingOverflow``."""
-        if type(item) is Notify:
-            return item
-        self.markers -= 1
-        if isinstance(item, _Overflowed):
+        if type(item) is _Overflowed:
             raise PendingOverflow(item.lost, self.max_pending)
-        return item
+        return item  # type: ignore[return-value]
 
 
 def check_bound_options(max_pending: Optional[int], policy: str) -> None:

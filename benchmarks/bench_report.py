@@ -373,7 +373,8 @@ class Report:
             "burst's sender runs `SELECT count(pg_notify('bench', lpad(i::text, 64, 'x'))) "
             "FROM generate_series(1, N) i` in a transaction before the clock starts "
             "(count() so that it gets one row back), and a thread commits once it has "
-            "started. Import times use a private bytecode cache filled by a first, untimed "
+            "started (for the asyncio libraries, a task on the same loop, whose round trip "
+            "counts). Import times use a private bytecode cache filled by a first, untimed "
             "import.",
             "",
         ]

@@ -224,9 +224,10 @@ class Report:
             add(target, f"{fmt(mine)} vs {fmt(theirs)} {unit} ({r:.2f}{TIMES})",
                 r <= limit if lower else r >= limit)
 
-        def less_than(workload: str, factor: float, name: str) -> None:
-            mine = self.median(me, workload, "cpu_us")
-            for peer in ("psycopg", "asyncpg", "pg8000"):
+        def less_than(workload: str, factor: float, name: str, who: str = me,
+                      peers: Tuple[str, ...] = ("psycopg", "asyncpg", "pg8000")) -> None:
+            mine = self.median(who, workload, "cpu_us")
+            for peer in peers:
                 theirs = self.median(peer, workload, "cpu_us")
                 if mine and theirs is not None:
                     r = theirs / mine
@@ -235,6 +236,10 @@ class Report:
 
         per = f"{US}/notification"
         ways = ((me, "get_events()"), (f"{me}:events", "events()"))
+        # The asyncio client (issue 13) against the asyncio peers.
+        aio = f"{me}.aio"
+        aio_ways = ((aio, "get_events()"), (f"{aio}:events", "events()"))
+        aio_peers = ("asyncpg", "psycopg-async")
         if "app_traffic" in self.workloads:
             for who, way in ways:
                 vs("cpu_us", "app_traffic", per, 1.2, True, f"application traffic, {way}: CPU "
@@ -242,6 +247,9 @@ class Report:
             less_than("app_traffic", 1.5, "application traffic")
             vs("cpu_us", "app_traffic", per, 0.6, True, "application traffic on PyPy: CPU per "
                f"notification \u2264 0.6{TIMES} psycopg2 (on CPython)", who=f"{me}@pypy")
+            for who, way in aio_ways:
+                less_than("app_traffic", 1.5, f"asyncio application traffic, {way}", who,
+                          aio_peers)
         if "trigger_burst" in self.workloads:
             for who, way in ways:
                 vs("cpu_us", "trigger_burst", per, 1.0, True,
@@ -253,15 +261,22 @@ class Report:
             less_than("receive_burst", 2.5, "one-sender burst")
             vs("rate", "receive_burst", "notifications/s", 1.0, False,
                "one-sender burst: wall-clock rate \u2265 psycopg2")
+            for who, way in aio_ways:
+                less_than("receive_burst", 2.0, f"asyncio one-sender burst, {way}", who,
+                          aio_peers)
         if "notify" in self.workloads:
             vs("cpu_us", "notify", per, 1.25, True,
                f"sequential notify: CPU \u2264 1.25{TIMES} psycopg2")
+            vs("cpu_us", "notify", per, 1.0, True, "asyncio sequential notify: CPU \u2264 "
+               "asyncpg", peer="asyncpg", who=aio)
         speedup = self.notify_many_speedup(me)
         if speedup is not None:
             add(f"notify_many \u2265 20{TIMES} the sequential notify rate",
                 f"{speedup:.1f}{TIMES}", speedup >= 20)
         if "pingpong" in self.workloads:
             vs("median_us", "pingpong", US, 1.0, True, "ping-pong median \u2264 psycopg2")
+            vs("median_us", "pingpong", US, 1.0, True, "asyncio ping-pong median \u2264 asyncpg",
+               peer="asyncpg", who=aio)
         if "connect" in self.workloads:
             vs("rate", "connect", "connections/s", 1.0, False, "connect rate \u2265 psycopg2")
         fit = self.memory_fit(me)
@@ -358,7 +373,8 @@ class Report:
             "burst's sender runs `SELECT count(pg_notify('bench', lpad(i::text, 64, 'x'))) "
             "FROM generate_series(1, N) i` in a transaction before the clock starts "
             "(count() so that it gets one row back), and a thread commits once it has "
-            "started. Import times use a private bytecode cache filled by a first, untimed "
+            "started (for the asyncio libraries, a task on the same loop, whose round trip "
+            "counts). Import times use a private bytecode cache filled by a first, untimed "
             "import.",
             "",
         ]
@@ -426,7 +442,7 @@ class Report:
         for i, workload in enumerate(rows):
             peers = [p for p in self.peers if self.shows(p, workload)]
             labels = [self.row_label(p, workload) for p in peers]
-            colors = [palette[p["lib"] == "pgwire_pubsub", p["implementation"] == "PyPy"]
+            colors = [palette[p["lib"].startswith("pgwire_pubsub"), p["implementation"] == "PyPy"]
                       for p in peers]
             for j, key in enumerate(CHART[workload]):
                 ax = axes[i][j]

@@ -9,10 +9,12 @@ measurements never mix; ``run.py`` starts these processes:
 prints one line ``RESULT {json}``.  ``--version`` prints the library's version
 (and fails when it does not import), which is how ``run.py`` finds the peers.
 
-The workloads are written once, in ``bench_library.Library``; the libraries are in
-``bench_libpq_peers.py`` (psycopg2, pgpubsub, psycopg 3) and ``bench_wire_peers.py``
-(pgwire_pubsub, asyncpg, pg8000).  Every library is used the natural, fastest documented
-way; where that needs a choice, its class says which and why.
+The workloads are written once, in ``bench_library.Library`` (and as coroutines in
+``bench_async_library.AsyncLibrary``); the libraries are in ``bench_libpq_peers.py``
+(psycopg2, pgpubsub, psycopg 3), ``bench_wire_peers.py`` (pgwire_pubsub, pg8000) and
+``bench_async_peers.py`` (pgwire_pubsub.aio, asyncpg, psycopg 3's AsyncConnection).
+Every library is used the natural, fastest documented way; where that needs a choice,
+its class says which and why.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ import time
 import traceback
 from typing import Any, Dict, List, Optional, Type
 
+from bench_async_peers import Asyncpg, PgwireAio, PsycopgAsync
 from bench_libpq_peers import Pgpubsub, Psycopg2, Psycopg3
 from bench_library import PAYLOAD_SIZE, RECEIVE_WORKLOADS, ROOT, ConnInfo, Library, Result
-from bench_wire_peers import Asyncpg, Pg8000, Pgwire
+from bench_wire_peers import Pg8000, Pgwire
 
 LIBRARIES: Dict[str, Type[Library]] = {
-    cls.name: cls for cls in (Pgwire, Pgpubsub, Psycopg2, Psycopg3, Asyncpg, Pg8000)
+    cls.name: cls for cls in (Pgwire, PgwireAio, Pgpubsub, Psycopg2, Psycopg3, PsycopgAsync,
+                              Asyncpg, Pg8000)
 }
 
 

@@ -1,17 +1,19 @@
-"""The benchmark suite: pgwire_pubsub beside pgpubsub 0.0.5, psycopg2, psycopg 3, asyncpg
-and pg8000, on every workload, in one command.
+"""The benchmark suite: pgwire_pubsub (blocking and asyncio) beside pgpubsub 0.0.5,
+psycopg2, psycopg 3 (blocking and asyncio), asyncpg and pg8000, on every workload, in one
+command.
 
     python benchmarks/run.py                 # a throwaway cluster, 3 rounds, every peer
     python benchmarks/run.py --quick         # tiny counts, 1 round: does it all work?
-    python benchmarks/run.py --pypy          # also pgwire_pubsub and pg8000 under PyPy
+    python benchmarks/run.py --pypy          # also the pure-Python peers under PyPy
     python benchmarks/run.py --dsn 'host=... user=...' [--connect-dsn '...']
 
 Workloads: app_traffic, trigger_burst and receive_burst (the receive workloads, each in
-every way a library receives: pgwire_pubsub's ``get_events()`` and ``events()``),
-connect (with SCRAM), notify, notify_many, pingpong, memory, import.  Each library's
-run of a workload is a fresh process (``bench_workloads.py``; the workloads are in
-``bench_library.py`` and ``bench_backlog.py``, the libraries in ``bench_libpq_peers.py``
-and ``bench_wire_peers.py``); rounds interleave the libraries, and the report gives the
+every way a library receives: pgwire_pubsub's ``get_events()`` and ``events()``, and
+their asyncio forms), connect (with SCRAM), notify, notify_many, pingpong, memory,
+import.  Each library's run of a workload is a fresh process (``bench_workloads.py``;
+the workloads are in ``bench_library.py``, ``bench_async_library.py`` and
+``bench_backlog.py``, the libraries in ``bench_libpq_peers.py``, ``bench_wire_peers.py``
+and ``bench_async_peers.py``); rounds interleave the libraries, and the report gives the
 median with min-max over rounds, and ratios to psycopg2.  Writes ``results/<name>.md``,
 ``.json`` and ``.png``.
 Peers that do not import are skipped (``pip install -e '.[bench]'`` brings them).
@@ -46,8 +48,9 @@ WORKER = os.path.join(HERE, "bench_workloads.py")
 WORKLOADS = ["app_traffic", "trigger_burst", "receive_burst", "connect", "notify",
              "notify_many", "pingpong", "memory", "import"]
 RECEIVE_WORKLOADS = bench_library.RECEIVE_WORKLOADS
-LIBS = ["pgwire_pubsub", "pgpubsub", "psycopg2", "psycopg", "asyncpg", "pg8000"]
-PYPY_LIBS = ["pgwire_pubsub", "pg8000"]  # the pure-Python ones
+LIBS = ["pgwire_pubsub", "pgwire_pubsub.aio", "pgpubsub", "psycopg2", "psycopg",
+        "psycopg-async", "asyncpg", "pg8000"]
+PYPY_LIBS = ["pgwire_pubsub", "pgwire_pubsub.aio", "pg8000"]  # the pure-Python ones
 # Run only when named; bench_fanout.py measures it, on a throwaway cluster of its own that
 # allows the 1,000 idle connections it needs (or on --dsn's server).
 FANOUT = "fanout"

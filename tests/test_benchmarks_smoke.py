@@ -109,20 +109,29 @@ def test_import_module(lib: str) -> None:
     importlib.import_module(bench_workloads.LIBRARIES[lib].imported_module())
 
 
+def test_every_library_is_in_the_suite() -> None:
+    """``run.py``'s peers are the worker's libraries, the asyncio ones among them."""
+    runner = load_runner()
+    assert sorted(runner.LIBS) == LIBS
+    assert {"pgwire_pubsub.aio", "psycopg-async", "asyncpg"} <= set(LIBS)
+
+
 def test_suite_command(pg: Server, tmp_path: Path) -> None:
-    """``run.py --quick`` end to end for pgwire_pubsub: worker processes, the Markdown,
-    the JSON (and the chart, when matplotlib is installed)."""
+    """``run.py --quick`` end to end for pgwire_pubsub, blocking and asyncio: worker
+    processes, the Markdown, the JSON (and the chart, when matplotlib is installed)."""
     runner = load_runner()
     role = "scram_user" if pg.has_roles else "postgres"
-    argv = ["--quick", "--libs", "pgwire_pubsub", "--out", str(tmp_path), "--name", "smoke",
-            "--dsn", pg.dsn("postgres"), "--connect-dsn", pg.dsn(role)]
+    argv = ["--quick", "--libs", "pgwire_pubsub,pgwire_pubsub.aio", "--out", str(tmp_path),
+            "--name", "smoke", "--dsn", pg.dsn("postgres"), "--connect-dsn", pg.dsn(role)]
     data = runner.main(argv)
+    for lib in ("pgwire_pubsub", "pgwire_pubsub.aio"):
+        summary = data["summary"][lib]
+        for workload in runner.WORKLOADS:
+            assert "status" not in summary[workload], (lib, summary[workload])
+            assert summary[workload], (lib, workload)
+        # the other way: the receive workloads only, reported first
+        assert set(data["summary"][f"{lib}:events"]) == set(runner.RECEIVE_WORKLOADS)
     summary = data["summary"]["pgwire_pubsub"]
-    for workload in runner.WORKLOADS:
-        assert "status" not in summary[workload], summary[workload]
-        assert summary[workload], workload
-    # the other way: the receive workloads only, reported first
-    assert set(data["summary"]["pgwire_pubsub:events"]) == set(runner.RECEIVE_WORKLOADS)
     assert runner.WORKLOADS[: len(runner.RECEIVE_WORKLOADS)] == list(runner.RECEIVE_WORKLOADS)
     fit = summary["memory"]["fit"]
     assert math.isfinite(fit["per_payload_byte"]) and math.isfinite(fit["constant"])
@@ -134,6 +143,7 @@ def test_suite_command(pg: Server, tmp_path: Path) -> None:
     assert "## Targets" in markdown and "notify_many" in markdown
     assert f"pgwire_pubsub {pgwire_pubsub.__version__}" in markdown
     assert " for e in events() |" in markdown
+    assert f"pgwire_pubsub.aio {pgwire_pubsub.__version__} async for e in events() |" in markdown
     assert markdown.index("## Application traffic") < markdown.index("## Connect")
     (tmp_path / "smoke.md").unlink()
     bench_report.main([str(tmp_path / "smoke.json")])

@@ -31,16 +31,26 @@ T = TypeVar("T")
 CANCEL_GRACE = 30.0
 
 
-class _Stream(asyncio.Protocol):
+# Reads of at most 32 KiB, as the blocking driver's: asyncio's own reads of up to 256 KiB
+# let a backlog's bytes and the strings made of them leave the CPU's caches (about 25%
+# more CPU per notification of application traffic).
+RECV_SIZE = 1 << 15
+
+
+class _Stream(asyncio.BufferedProtocol):
     """Hands what arrives to its connection, and tells when writing must pause."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self.paused: Optional[asyncio.Future[None]] = None
+        self._buffer = memoryview(bytearray(RECV_SIZE))
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self.conn._stream is self:
-            self.conn._received(data)
+            self.conn._received(self._buffer[:nbytes].tobytes())
 
     def eof_received(self) -> bool:
         return False  # close the transport: connection_lost follows

@@ -31,26 +31,23 @@ T = TypeVar("T")
 CANCEL_GRACE = 30.0
 
 
-# Reads of at most 32 KiB, as the blocking driver's: asyncio's own reads of up to 256 KiB
-# let a backlog's bytes and the strings made of them leave the CPU's caches (about 25%
-# more CPU per notification of application traffic).
-RECV_SIZE = 1 << 15
+# What a read brought is decoded 32 KiB at a time, as the blocking driver reads: decoding
+# asyncio's reads of up to 256 KiB at once lets their bytes and the strings made of them
+# leave the CPU's caches.  Waiters are woken once per read, so a read that concerns many
+# subscriptions wakes each of them once.
+DECODE_SIZE = 1 << 15
 
 
-class _Stream(asyncio.BufferedProtocol):
+class _Stream(asyncio.Protocol):
     """Hands what arrives to its connection, and tells when writing must pause."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self.paused: Optional[asyncio.Future[None]] = None
-        self._buffer = memoryview(bytearray(RECV_SIZE))
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
+    def data_received(self, data: bytes) -> None:
         if self.conn._stream is self:
-            self.conn._received(self._buffer[:nbytes].tobytes())
+            self.conn._received(data)
 
     def eof_received(self) -> bool:
         return False  # close the transport: connection_lost follows
@@ -111,7 +108,12 @@ class AsyncConnection(SessionView):
         self.last_activity = self._loop.time()
         self.bytes_received += len(data)
         try:
-            self.machine.receive_data(data)
+            if len(data) <= DECODE_SIZE:
+                self.machine.receive_data(data)
+            else:
+                view = memoryview(data)
+                for start in range(0, len(data), DECODE_SIZE):
+                    self.machine.receive_data(view[start:start + DECODE_SIZE].tobytes())
         except OperationalError as exc:
             self._fail(exc)
         if self.on_input is not None:

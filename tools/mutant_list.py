@@ -34,6 +34,7 @@ SOCKETIO = "pgwire_pubsub/_blocking/socketio.py"
 BLOCKING = "pgwire_pubsub/_blocking/pubsub.py"
 AIO = "pgwire_pubsub/aio/_connection.py"
 EVENTS = "pgwire_pubsub/protocol/events.py"
+DROPPING = "pgwire_pubsub/protocol/_dropping.py"
 
 CONNECT_TIMEOUT_TESTS = (
     "tests/test_timeouts.py::test_connect_timeout_ends_a_start_up_that_never_answers",
@@ -185,11 +186,6 @@ MUTANTS: List[Mutant] = [
            "        if channel not in wanted:\n", "        if True:\n",
            ("tests/test_fanout.py", "-k", "unlisten"),
            "unlisten() of a channel a subscription still wants sends UNLISTEN"),
-    Mutant("reconnected-marker-uncounted", SHARED,
-           "                self._bound.marker_added()\n"
-           "            conn.machine.adopt_queue(self._queue, self._bound)",
-           "                pass\n            conn.machine.adopt_queue(self._queue, self._bound)",
-           AFTER_A_LOSS_TESTS, "the Reconnected marker counts toward max_pending"),
     Mutant("close-while-reconnecting-ignored", SHARED,
            "        if self._closing:  # close() came", "        if False:  # close() came",
            ("tests/test_threads.py", "-k", "close_during_a_reconnection"),
@@ -322,8 +318,8 @@ MUTANTS: List[Mutant] = [
            "get_event(select_timeout) never times out while subscriptions are open"),
     # -- the blocking driver ----------------------------------------------------------
     Mutant("received-bytes-are-not-activity", SOCKETIO,
-           "            return None\n        self.last_activity = time.monotonic()\n",
-           "            return None\n",
+           "        self.last_activity = time.monotonic()\n        machine.take_in()",
+           "        machine.take_in()",
            ("tests/test_timeouts.py", "-k", "health"),
            "received bytes do not put the health check off"),
     Mutant("sent-bytes-are-not-activity", SOCKETIO,
@@ -341,9 +337,15 @@ MUTANTS: List[Mutant] = [
            ("tests/test_pubsub.py", "-k", "burst_over_tls"),
            "select is trusted while the TLS layer holds decrypted bytes"),
     Mutant("interrupts-not-held", SOCKETIO,
-           "        masking = self._can_mask()\n", "        masking = False\n",
-           ("tests/test_threads.py",), "Ctrl-C and SIGTERM are not held while bytes are "
-           "taken in"),
+           "        masking = _CAN_MASK and threading.get_ident() == _MAIN_THREAD\n",
+           "        masking = False\n",
+           ("tests/test_threads.py",), "Ctrl-C and SIGTERM are not held while "
+           "the ssl module reads"),
+    Mutant("read-lands-in-two-steps", SOCKETIO,
+           "                any(map(buffer.extend, map(sock.recv, _SIZES)))",
+           "                data = sock.recv(RECV_SIZE)\n                buffer.extend(data)",
+           ("tests/test_interrupts.py",), "the bytes of a read reach the machine's buffer "
+           "through Python code that an interrupt can cut"),
     Mutant("send-deadline-ignored", SOCKETIO,
            "_, writable, _ = select.select([], [sock], [], remaining(deadline))",
            "_, writable, _ = select.select([], [sock], [], None)",
@@ -358,24 +360,27 @@ MUTANTS: List[Mutant] = [
            "close() from another thread does not wake the waiting call"),
     # -- the bound (protocol/events.py) ----------------------------------------------
     Mutant("bound-counts-markers", EVENTS,
-           "excess = len(queue) - self.markers - self.max_pending",
-           "excess = len(queue) - self.max_pending",
+           "excess = size - _dropping.markers(queue) - self.max_pending",
+           "excess = size - self.max_pending",
            BOUND_TESTS, "markers count toward max_pending"),
-    Mutant("bound-marker-taken-uncounted", EVENTS,
-           "        self.markers -= 1\n        if isinstance(item, _Overflowed):",
-           "        if isinstance(item, _Overflowed):",
-           BOUND_TESTS, "taking a marker does not uncount it"),
-    Mutant("drop-oldest-miscounts", EVENTS,
-           "                dropped += 1\n                excess -= 1",
-           "                excess -= 1",
+    Mutant("runs-counted-as-markers", DROPPING,
+           " - kinds.count(list) - ", " - ",
+           BOUND_TESTS, "a run of one sender's payloads is counted as a marker, so the "
+           "queue outgrows max_pending"),
+    Mutant("overflow-marker-does-not-raise", EVENTS,
+           "        if type(item) is _Overflowed:\n            raise PendingOverflow",
+           "        if False:\n            raise PendingOverflow",
+           BOUND_TESTS, "taking the overflow marker does not raise PendingOverflow"),
+    Mutant("drop-oldest-miscounts", DROPPING,
+           "            dropped += 1\n            excess -= 1",
+           "            excess -= 1",
            BOUND_TESTS, "Dropped does not count the notifications dropped"),
-    Mutant("overflow-markers-do-not-merge", EVENTS,
-           "                lost += item.lost\n                self.markers -= 1",
-           "                kept_markers.append(item)",
+    Mutant("overflow-markers-do-not-merge", DROPPING,
+           "        elif kind is _Overflowed:\n            lost += item.lost",
+           "        elif kind is _Overflowed:\n            kept.append(item)",
            BOUND_TESTS, "a second overflow before anything is taken adds a second marker"),
-    Mutant("reconnected-marker-dropped", EVENTS,
-           "                kept_markers.append(item)  # a reconnection stays visible\n"
-           "        for marker in reversed(kept_markers):",
-           "                pass\n        for marker in reversed(kept_markers):",
+    Mutant("reconnected-marker-dropped", DROPPING,
+           "            kept.append(item)  # a reconnection stays visible\n    if dropped:",
+           "            pass\n    if dropped:",
            BOUND_TESTS, "drop-oldest drops a Reconnected marker"),
 ]

@@ -241,5 +241,8 @@ def test_a_read_and_its_taking_in_change_no_signal_mask() -> None:
         near.close()
         far.close()
     assert proto.notifications.take_all() == [Notify(7, "a", "x")]
-    assert "recv" in calls or "any" in calls  # (CPython sees only the C call around it)
+    if sys.implementation.name == "cpython":
+        assert "recv" in calls or "any" in calls  # (only the C call around it is seen)
+    else:
+        assert "len" in calls  # (PyPy reports some C calls, not the read's)
     assert "pthread_sigmask" not in calls

@@ -246,3 +246,35 @@ def test_a_read_and_its_taking_in_change_no_signal_mask() -> None:
     else:
         assert "len" in calls  # (PyPy reports some C calls, not the read's)
     assert "pthread_sigmask" not in calls
+
+
+class _InterruptsOnce:
+    """A bound whose first check is cut short by Ctrl-C: the moment of taking in after a
+    read's replies and state are set and before the read is marked taken in."""
+
+    def __init__(self) -> None:
+        self.fired = False
+
+    def enforce(self, queue: Any) -> None:
+        if not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+
+
+def test_a_read_cut_short_after_its_reply_does_not_undo_the_next_command() -> None:
+    """The reply to a command taken in up to its state (READY), then Ctrl-C: the next
+    command drains that reply and is sent; finishing the old read must not set READY on
+    top of it, or the new reply would arrive 'while the connection was ready'."""
+    proto = session(True, None)
+    proto.bound = _InterruptsOnce()  # type: ignore[assignment]
+    proto.inbound.extend(command_complete("SELECT 1") + ready("I"))
+    with pytest.raises(KeyboardInterrupt):
+        proto.take_in()
+    assert proto.state is State.READY and proto.has_queued_replies
+    while proto.has_queued_replies:  # as steps.drain does
+        proto.next_message()
+    proto.send_command(frontend.query("SELECT 2"))
+    proto.take_in()  # what a driver does before it waits
+    assert proto.state is State.BUSY
+    proto.receive_data(command_complete("SELECT 1") + ready("I"))
+    assert proto.state is State.READY

@@ -195,6 +195,12 @@ class Receiving:
         self._take_in_bytes(bytes(buffer))
         return True
 
+    def finish_taking_in(self) -> None:
+        """Finish what an interrupt cut short of taking a read in (nothing otherwise)."""
+        batch = self._rx[2]
+        if batch is not None and not batch.done:
+            self._publish(batch)
+
     def _take_in_bytes(self, buf: bytes) -> None:
         messages, notes, extra, end, need, error = self._decoder.decode(buf, True)
         batch = self._plan(messages, notes, extra, error)

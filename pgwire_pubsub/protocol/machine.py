@@ -111,6 +111,9 @@ class Machine(Receiving):
 
     def send_command(self, message: bytes) -> bytes:
         """A Query, or a Parse/Bind/Execute.../Sync group: one ReadyForQuery ends it."""
+        # A read whose taking in an interrupt cut short is finished first: finished later,
+        # it would set the state its replies left (READY) on top of this command's BUSY.
+        self.finish_taking_in()
         self._require(State.READY, "send a command")
         self.state = State.BUSY
         return message

@@ -139,7 +139,6 @@ def test_take_passes_events_through() -> None:
 def test_raise_a_reconnected_marker_on_a_full_queue_is_not_an_overflow() -> None:
     bound = Bound(3, "raise")
     queue = queue_of(notifies(0, 3), [RECONNECTED])
-    bound.marker_added()  # as PubSub does when it queues the marker
     bound.enforce(queue)  # what PubSubCore._reconnect / Machine.adopt_queue do
     assert list(queue) == [*notifies(0, 3), RECONNECTED]
 
@@ -181,7 +180,6 @@ def test_drop_oldest_keeps_max_pending_notifications_after_a_second_overflow() -
 def test_drop_oldest_a_reconnected_marker_survives() -> None:
     bound = Bound(3, "drop-oldest")
     queue = queue_of(notifies(0, 2), [RECONNECTED], notifies(2, 6))
-    bound.marker_added()
     bound.enforce(queue)
     assert RECONNECTED in queue
     assert type(queue[0]) is Dropped
@@ -197,7 +195,6 @@ def test_drop_oldest_a_reconnected_marker_survives() -> None:
 def test_drop_oldest_a_reconnected_marker_does_not_evict_a_notification() -> None:
     bound = Bound(3, "drop-oldest")
     queue = queue_of(notifies(0, 3), [RECONNECTED])
-    bound.marker_added()  # as PubSub does when it queues the marker
     bound.enforce(queue)
     assert list(queue) == [*notifies(0, 3), RECONNECTED]
 

@@ -30,8 +30,6 @@ class PlainSubscription:
     def add(self, items: List[Any]) -> None:
         """A batch arrives; the bound applies after it, as the connection's does."""
         for item in items:
-            if type(item) is not Notify:
-                self.bound.marker_added()
             self.queue.append(item)
         self.bound.enforce(self.queue)
 

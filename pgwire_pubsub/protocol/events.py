@@ -63,9 +63,6 @@ class Bound:
         self.max_pending = max_pending
         self.policy = policy
 
-    def marker_added(self) -> None:
-        """Nothing to do: the markers waiting are counted from the queue itself."""
-
     def enforce(self, queue: Pending) -> None:
         size = len(queue)
         if size <= self.max_pending:

@@ -12,18 +12,24 @@ an uninterrupted run gives (protocol/_receiving.py).
 
 from __future__ import annotations
 
+import gc
 import select
 import signal
 import socket
 import sys
+import threading
+from functools import partial
 from types import FrameType
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import pytest
 
-from pgwire_pubsub import Notify
-from pgwire_pubsub._blocking import socketio
+import pgwire_pubsub
+from pgwire_pubsub import InterfaceError, Notify, OperationalError
+from pgwire_pubsub._blocking import connection, socketio
+from pgwire_pubsub._blocking import pubsub as blocking_pubsub
 from pgwire_pubsub._blocking.socketio import SocketIO
+from pgwire_pubsub._shared import pubsub as shared_pubsub
 from pgwire_pubsub.protocol import (
     _bulk,
     _dropping,
@@ -33,9 +39,11 @@ from pgwire_pubsub.protocol import (
     frontend,
     machine,
     pending,
+    steps,
 )
 from pgwire_pubsub.protocol.events import Bound
 from pgwire_pubsub.protocol.machine import Machine, State
+from pgwire_pubsub.testing.pgcluster import Server
 from pgwire_pubsub.testing.wirebytes import (
     auth_ok,
     backend_key,
@@ -50,6 +58,9 @@ from pgwire_pubsub.testing.wirebytes import (
 
 FILES = {module.__file__ for module in
          (_bulk, _dropping, _receiving, decoder, events, machine, pending, socketio)}
+# A command's way out: the procedure, the connection, the step, the machine, the socket.
+SENDING_FILES = {module.__file__ for module in
+                 (blocking_pubsub, shared_pubsub, connection, steps, machine, socketio)}
 
 # Every bytecode on CPython (every line starts with one); every line on PyPy, whose
 # tracing of bytecodes would take hours here.
@@ -121,10 +132,11 @@ def snapshot(proto: Machine) -> Dict[str, Any]:
 
 class Interrupter:
     """Raises KeyboardInterrupt at the ``step``-th line, bytecode or return from a C
-    function in the receiving code; ``fired`` says whether it came to that."""
+    function in ``files`` (the receiving code's); ``fired`` says whether it came to that."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, files: Set[Optional[str]] = FILES) -> None:
         self.step = step
+        self.files = files
         self.seen = 0
         self.fired = False
 
@@ -137,7 +149,7 @@ class Interrupter:
             raise KeyboardInterrupt
 
     def trace(self, frame: FrameType, event: str, arg: object) -> Optional[Callable[..., Any]]:
-        if frame.f_code.co_filename not in FILES:
+        if frame.f_code.co_filename not in self.files:
             return None
         if OPCODES:
             frame.f_trace_opcodes = True
@@ -146,7 +158,7 @@ class Interrupter:
         return self.trace
 
     def profile(self, frame: FrameType, event: str, arg: object) -> None:
-        if event == "c_return" and frame.f_code.co_filename in FILES:
+        if event == "c_return" and frame.f_code.co_filename in self.files:
             self._count()
 
     def run(self, action: Callable[[], object]) -> None:
@@ -278,3 +290,37 @@ def test_a_read_cut_short_after_its_reply_does_not_undo_the_next_command() -> No
     assert proto.state is State.BUSY
     proto.receive_data(command_complete("SELECT 1") + ready("I"))
     assert proto.state is State.READY
+
+
+def test_an_interrupt_anywhere_while_a_command_goes_out_leaves_no_hang(pg: Server) -> None:
+    """Ctrl-C at every line, bytecode and C return of a NOTIFY's way out (and its reply's
+    way back): afterwards the connection either says a message was cut short, or runs the
+    next command, with its own reply.  A command handed out and interrupted before a byte
+    of it was written once left the connection waiting for its reply for ever."""
+    pubsub = pgwire_pubsub.connect(pg.dsn(), sslmode="disable")
+    expected = pubsub.conn.execute("SELECT 'after'")
+    step = 0
+    try:
+        while True:
+            step += 1
+            if pubsub.conn.closed:
+                pubsub.close()
+                gc.collect()  # not inside the next run: a finalizer is not the code under test
+                pubsub = pgwire_pubsub.connect(pg.dsn(), sslmode="disable")
+            interrupter = Interrupter(step, SENDING_FILES)
+            interrupter.run(partial(pubsub.notify, "ch", "x"))
+            if not interrupter.fired:
+                assert step > 100, "the interrupt never came"
+                break
+            watchdog = threading.Timer(10, pubsub.close)  # a hang fails, not hangs
+            watchdog.start()
+            try:
+                assert pubsub.conn.execute("SELECT 'after'") == expected, step
+            except OperationalError as exc:
+                assert "interrupted while being sent" in str(exc), step
+            except InterfaceError:
+                pytest.fail(f"interrupted at step {step}, the next command never ended")
+            finally:
+                watchdog.cancel()
+    finally:
+        pubsub.close()

@@ -331,8 +331,12 @@ def test_ctrl_c_right_after_a_read_loses_nothing(
 # -- signals, in a child process ------------------------------------------------------
 
 PRELUDE = '''
-import os, signal, sys, threading, time
+import faulthandler, os, signal, sys, threading, time
 import pgwire_pubsub
+
+# A child that never reports is asked for its threads' stacks (Child.line) before it
+# is killed: a hang then says where it was.
+faulthandler.register(signal.SIGUSR2, all_threads=True)
 
 # A process started as a background job inherits SIGINT ignored, and Python then
 # installs no KeyboardInterrupt handler: give it the one an interactive run has.
@@ -387,8 +391,12 @@ class Child:
         try:
             return self.out.wait_for_line(text, timeout)
         except AssertionError:
-            self.proc.kill()
-            _, err = self.proc.communicate(timeout=TIMEOUT)
+            self.proc.send_signal(signal.SIGUSR2)  # the stacks, on stderr (PRELUDE)
+            try:
+                _, err = self.proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                _, err = self.proc.communicate(timeout=TIMEOUT)
             raise AssertionError(f"{text!r} never came; stderr:\n{err}") from None
 
     def finish(self) -> str:

@@ -61,9 +61,9 @@ class Connection(SessionView):
     # -- the driver ------------------------------------------------------
 
     def _run(self, step: steps.Step[T], deadline: Optional[float] = None) -> T:
-        return self._call(lambda transport: transport.run(step, deadline))
+        return self._call(lambda transport: transport.run(step, deadline), deadline)
 
-    def _call(self, body: Callable[[SocketIO], T]) -> T:
+    def _call(self, body: Callable[[SocketIO], T], deadline: Optional[float] = None) -> T:
         """``body(transport)``, one call at a time; failures leave the connection marked.
 
         Plain try/finally rather than a context manager generator: an interrupt landing
@@ -76,7 +76,7 @@ class Connection(SessionView):
             raise self._refusal()
         try:
             if self.machine.state is State.BUSY or self.machine.has_queued_replies:
-                transport.run(steps.drain(self.machine))  # after an interrupt
+                transport.run(steps.drain(self.machine), deadline)  # after an interrupt
             return body(transport)
         except Woken:
             self._finish_close()
@@ -95,6 +95,8 @@ class Connection(SessionView):
                 self._fail(OperationalError(
                     "received bytes were interrupted while being decrypted (TLS), so the "
                     "stream can no longer be trusted; reconnect"))
+            else:
+                self.machine.withdraw_unsent()  # handed out, not a byte of it sent
             raise
         finally:
             if transport.held is not None:  # an interrupt skipped _read_tls's own release

@@ -83,8 +83,12 @@ class SocketIO:
                 if out is None:
                     self.feed(deadline)
                 else:
+                    # ``sending`` is set before the first byte and cleared after the
+                    # machine's ``unsent``: an interrupt leaves one of them set (see
+                    # Connection._call).
                     self.sending = True
                     self.sendall(out, deadline)
+                    self.machine.unsent = False
                     self.sending = False
                 out = step.send(None)
         except StopIteration as stop:

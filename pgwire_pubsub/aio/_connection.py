@@ -156,6 +156,7 @@ class AsyncConnection(SessionView):
         transport, stream = self._transport, self._stream
         assert transport is not None and stream is not None
         transport.write(data)
+        self.machine.unsent = False
         self.last_activity = self._loop.time()
         if stream.paused is not None:
             await _until(stream.paused, deadline, self._loop)

@@ -55,6 +55,9 @@ class Machine(Receiving):
         # was terminated): it explains the end of the stream that follows.
         self.fatal_error: Optional[DatabaseError] = None
         self.tls_answer: Optional[bool] = None  # the server's answer to SSLRequest
+        # True from the moment send_command hands a command out until the driver has
+        # written every byte of it (the driver clears it): see withdraw_unsent.
+        self.unsent = False
 
     # -- sending ---------------------------------------------------------
 
@@ -115,8 +118,18 @@ class Machine(Receiving):
         # it would set the state its replies left (READY) on top of this command's BUSY.
         self.finish_taking_in()
         self._require(State.READY, "send a command")
+        self.unsent = True  # before BUSY: an interrupt between the two then leaves READY
         self.state = State.BUSY
         return message
+
+    def withdraw_unsent(self) -> None:
+        """The driver was interrupted (Ctrl-C) after a command was handed out and before it
+        wrote any byte of it: the command never happened, and no reply will come.  Left
+        BUSY, the next call would wait for that reply for ever."""
+        if self.unsent:
+            if self.state is State.BUSY:
+                self.state = State.READY
+            self.unsent = False
 
     def terminate(self) -> bytes:
         """The Terminate message, or nothing when the session is already over."""

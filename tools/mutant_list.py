@@ -346,6 +346,12 @@ MUTANTS: List[Mutant] = [
            "                data = sock.recv(RECV_SIZE)\n                buffer.extend(data)",
            ("tests/test_interrupts.py",), "the bytes of a read reach the machine's buffer "
            "through Python code that an interrupt can cut"),
+    Mutant("unsent-command-kept", CONNECTION,
+           "                self.machine.withdraw_unsent()  # handed out, not a byte of it sent",
+           "                pass",
+           ("tests/test_interrupts.py", "-k", "command_goes_out"),
+           "a command interrupted before a byte of it was written stays BUSY, and the next "
+           "call waits for its reply for ever"),
     Mutant("send-deadline-ignored", SOCKETIO,
            "_, writable, _ = select.select([], [sock], [], remaining(deadline))",
            "_, writable, _ = select.select([], [sock], [], None)",

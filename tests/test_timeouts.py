@@ -12,6 +12,7 @@ Everything goes through ``pgwire_pubsub.connect`` and the ``PubSub`` methods: th
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Set
@@ -21,6 +22,8 @@ from timing import GUARD, LATE, TICK, assert_on_time, stopwatch, watchdog
 
 import pgwire_pubsub
 from pgwire_pubsub import Notify, OperationalError, PubSub
+from pgwire_pubsub._blocking.socketio import SocketIO
+from pgwire_pubsub.protocol.machine import Machine
 from pgwire_pubsub.testing.fakebackend import FakeBackend, FakeConn
 from pgwire_pubsub.testing.pgcluster import Server, in_thread
 from pgwire_pubsub.testing.wirebytes import command_complete, msg, notify, ready
@@ -344,3 +347,23 @@ def test_verify_waits_for_its_notification_while_others_are_waiting(
         assert_on_time(clock.elapsed, 0.2, "the private notification")
         assert ps.get_events() == [Notify(7, "orders", "waiting")]
         ps.close()
+
+
+def test_a_send_stuck_on_a_full_socket_buffer_ends_at_its_deadline() -> None:
+    """A server that stops reading fills the socket's buffers: a send with a deadline (a
+    health check's ping, ``run_within``) ends there with TimeoutError, instead of waiting
+    until the server reads again."""
+    near, far = socket.socketpair()
+    stop = threading.Timer(GUARD, far.close)  # the mutant's wait then ends, in an OSError
+    stop.daemon = True
+    try:
+        near.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        io = SocketIO(near, Machine())
+        stop.start()
+        with stopwatch() as clock, pytest.raises(TimeoutError):
+            io.sendall(b"x" * (1 << 22), time.monotonic() + 0.5)
+        assert_on_time(clock.elapsed, 0.5, "the send's deadline")
+    finally:
+        stop.cancel()
+        near.close()
+        far.close()

@@ -355,10 +355,8 @@ MUTANTS: List[Mutant] = [
     Mutant("send-deadline-ignored", SOCKETIO,
            "_, writable, _ = select.select([], [sock], [], remaining(deadline))",
            "_, writable, _ = select.select([], [sock], [], None)",
-           ("tests/test_timeouts.py", "tests/test_connect.py", "-k", "timeout"),
-           "a send blocked on a full socket buffer ignores its deadline",
-           equivalent="not equivalent, but untested: only start-up, the health check and "
-           "Terminate send with a deadline, and none of them fills a socket buffer"),
+           ("tests/test_timeouts.py", "-k", "full_socket_buffer"),
+           "a send blocked on a full socket buffer ignores its deadline"),
     Mutant("close-does-not-wake", CONNECTION,
            "                self._wake_writer.send(CLOSE)  # the busy call finishes the close",
            "                pass",

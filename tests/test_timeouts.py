@@ -311,6 +311,25 @@ def test_verify_fails_on_time_when_the_notification_never_comes_back(
     assert session.listening == {"after"}
 
 
+@pytest.mark.parametrize("silent", ["LISTEN", "NOTIFY"])
+def test_verify_fails_on_time_when_the_server_stops_answering(
+    open_client: Callable[..., PubSub], silent: str
+) -> None:
+    """verify(timeout) bounds the whole call: a peer that vanished while verify()'s LISTEN
+    or NOTIFY waits for its answer fails it on time, and closes the connection (the answer
+    may still come, and would be taken for the next command's)."""
+    session = Session(silent_after=["LISTEN", "NOTIFY"].index(silent))
+    with FakeBackend(session, timeout=GUARD) as srv:
+        ps = open_client(**to_fake(srv))
+        with watchdog(ps), stopwatch() as clock, pytest.raises(OperationalError) as info:
+            ps.verify(timeout=VERIFY_TIMEOUT)
+        assert_on_time(clock.elapsed, VERIFY_TIMEOUT, "verify's timeout")
+        assert f"did not answer {silent} within 1 s" in str(info.value)
+        assert private_queries(session)[-1] == silent
+        assert ps.conn.closed
+        ps.close()
+
+
 @pytest.mark.parametrize("how", ["verify", "listen"])
 def test_verify_passes_when_the_notification_comes_back(
     open_client: Callable[..., PubSub], how: str

@@ -25,6 +25,7 @@ class Mutant:
 
 
 SHARED = "pgwire_pubsub/_shared/pubsub.py"
+VERIFYING = "pgwire_pubsub/_shared/verifying.py"
 OPENING = "pgwire_pubsub/_shared/opening.py"
 RECONNECT = "pgwire_pubsub/_shared/reconnect.py"
 FANOUT = "pgwire_pubsub/_shared/fanout.py"
@@ -60,7 +61,7 @@ MUTANTS: List[Mutant] = [
            "policy.gives_up(attempt, (yield Clock()) - started)",
            "policy.gives_up(attempt, 0.0)",
            RECONNECT_TESTS, "reconnection ignores the policy's max_duration", issue=True),
-    Mutant("verify-no-op", SHARED,
+    Mutant("verify-no-op", VERIFYING,
            "        conn = yield from self._connected()\n        machine = conn.machine",
            "        return\n        conn = yield from self._connected()\n"
            "        machine = conn.machine",
@@ -123,24 +124,29 @@ MUTANTS: List[Mutant] = [
            'if False:',
            ("tests/test_timeouts.py", "-k", "silent_server"),
            "a health check that times out is not called a dead connection"),
-    Mutant("verify-keeps-the-private-channel", SHARED,
+    Mutant("verify-keeps-the-private-channel", VERIFYING,
            "            raise\n        yield Execute(\"UNLISTEN \" + quote_ident(channel), "
-           "conn=conn)",
+           "timeout=timeout, conn=conn)",
            "            raise",
            VERIFY_TESTS, "verify() does not UNLISTEN"),
-    Mutant("verify-keeps-the-private-channel-after-a-failure", SHARED,
+    Mutant("verify-keeps-the-private-channel-after-a-failure", VERIFYING,
            "            if not conn.closed:\n                yield Execute(\"UNLISTEN \"",
            "            if False:\n                yield Execute(\"UNLISTEN \"",
            VERIFY_TESTS, "a verify() that fails does not UNLISTEN"),
-    Mutant("verify-spins-on-waiting-notifications", SHARED,
+    Mutant("verify-spins-on-waiting-notifications", VERIFYING,
            "self._waited_read(left, lambda: False, more=True)",
            "self._waited_read(left, lambda: False)",
            VERIFY_TESTS, "verify() does not read on while other notifications wait"),
-    Mutant("verify-takes-any-notification", SHARED,
+    Mutant("verify-takes-any-notification", VERIFYING,
            "lambda item: item.channel == channel and item.payload == token",
            "lambda item: True",
            VERIFY_TESTS, "verify() takes any notification for its own"),
-    Mutant("verify-matches-the-channel-only", SHARED,
+    Mutant("verify-commands-unbounded", VERIFYING,
+           "            yield Execute(sql, timeout=left, conn=conn)",
+           "            yield Execute(sql, conn=conn)",
+           VERIFY_TESTS, "verify()'s LISTEN and NOTIFY wait for their answers beyond its "
+           "timeout, for ever when the peer vanished"),
+    Mutant("verify-matches-the-channel-only", VERIFYING,
            "lambda item: item.channel == channel and item.payload == token",
            "lambda item: item.channel == channel",
            VERIFY_TESTS, "verify() does not check its token",
@@ -169,7 +175,7 @@ MUTANTS: List[Mutant] = [
            "            return\n", "",
            ("tests/test_fanout.py", "-k", "loss_seen"),
            "a wait goes on after the reconnection it made queued a Reconnected marker"),
-    Mutant("verify-under-the-bound", SHARED,
+    Mutant("verify-under-the-bound", VERIFYING,
            "bound, machine.bound = machine.bound, None", "bound = machine.bound",
            ("tests/test_reliability.py", "-k", "verify_with_a_full_bound"),
            "verify()'s own notification is subject to max_pending"),

@@ -14,9 +14,10 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, Uni
 
 from .._shared.channels import check_channel, check_payload, quote_ident
 from .._shared.fanout import Reader
-from .._shared.pubsub import VERIFY_TIMEOUT, Procedure, PubSubCore, T, split_options
+from .._shared.pubsub import Procedure, PubSubCore, T, split_options
 from .._shared.reconnect import ReconnectPolicy
 from .._shared.requests import Clock, Close, Exclusive, Execute, Idle, Open, Sleep, Wait
+from .._shared.verifying import VERIFY_TIMEOUT
 from ..conninfo import make_params
 from ..errors import InterfaceError, OperationalError
 from ..protocol.events import Event, check_bound_options
@@ -93,7 +94,8 @@ class PubSub(PubSubCore):
         """Prove that LISTEN works here: a notification to a private channel must come back.
 
         Raises ``OperationalError`` when it does not within ``timeout`` seconds
-        (for example behind a connection pooler in transaction mode).
+        (for example behind a connection pooler in transaction mode), and when the server
+        does not answer within them (the connection is then closed).
         Notifications received meanwhile stay queued, in order.
         """
         self._drive(self._verify(timeout))

@@ -13,7 +13,6 @@ What this expects of a driver's connection object: ``closed`` (0 open, 1 closed,
 
 from __future__ import annotations
 
-import secrets
 from typing import (
     Any,
     Callable,
@@ -36,11 +35,11 @@ from .fanout import Hub
 from .reconnect import ReconnectPolicy
 from .requests import Clock, Close, Exclusive, Execute, Idle, Open, Sleep, Wait
 from .routing import Routing
+from .verifying import VERIFY_TIMEOUT, Verifying
 
 T = TypeVar("T")
 Procedure = Generator[Any, Any, T]
 
-VERIFY_TIMEOUT = 5.0
 # Items per statement in notify_many (a few hundred kB of parameters).
 BATCH_SIZE = 5000
 # In array order (WITH ORDINALITY ... ORDER BY), one row back whatever the size.
@@ -56,15 +55,6 @@ PUBSUB_OPTIONS = (
     "max_pending",
     "overflow",
 )
-VERIFY_FAILED = (
-    "LISTEN/NOTIFY self-test failed: a notification this session sent to itself did not come "
-    "back within {timeout:g} s. Notifications are probably not delivered to this connection: "
-    "a connection pooler in transaction or statement mode (e.g. PgBouncer with "
-    "pool_mode=transaction) does not keep LISTEN; connect to PostgreSQL directly or through "
-    "a session-mode pool"
-)
-
-
 def check_options(
     health_check_interval: Optional[float], max_pending: Optional[int], overflow: str
 ) -> None:
@@ -89,7 +79,7 @@ def split_options(kwargs: dict) -> dict:  # type: ignore[type-arg]
     return options
 
 
-class PubSubCore(Routing):
+class PubSubCore(Verifying, Routing):
     """LISTEN/NOTIFY on one connection: the state and procedures every driver shares.
 
     Options (all off by default, as in pgpubsub):
@@ -216,49 +206,6 @@ class PubSubCore(Routing):
         return float(rows[0][0])
 
     # -- verify ----------------------------------------------------------
-
-    def _verify(self, timeout: float) -> Procedure[None]:
-        """A notification to a private channel must come back within ``timeout`` seconds;
-        notifications received meanwhile stay queued, in order."""
-        conn = yield from self._connected()
-        machine = conn.machine
-        channel = f"pgwire_pubsub_verify_{conn.get_backend_pid()}_{secrets.token_hex(6)}"
-        token = secrets.token_hex(8)
-        # The bound must not drop the self-test's own notification (nor one of yours for it).
-        bound, machine.bound = machine.bound, None
-        hub_bound, self._bound = self._bound, None
-        self._private.add(channel)
-        try:
-            yield from self._self_test(conn, channel, token, timeout)
-        finally:
-            self._private.discard(channel)
-            machine.bound = bound
-            self._bound = hub_bound
-            if hub_bound is not None:
-                hub_bound.enforce(self._queue)
-
-    def _self_test(self, conn: Any, channel: str, token: str, timeout: float) -> Procedure[None]:
-        yield Execute("LISTEN " + quote_ident(channel), conn=conn)
-        try:
-            yield Execute(notify_statement(channel, token), conn=conn)
-            deadline = (yield Clock()) + timeout
-            while not self._queue.take_first(
-                lambda item: item.channel == channel and item.payload == token
-            ):
-                left = deadline - (yield Clock())
-                if left <= 0:
-                    raise OperationalError(VERIFY_FAILED.format(timeout=timeout))
-                # Others' notifications may be waiting: read on, for ours.
-                yield from self._waited_read(left, lambda: False, more=True)
-        except GeneratorExit:
-            raise
-        except BaseException:
-            if not conn.closed:
-                yield Execute("UNLISTEN " + quote_ident(channel), conn=conn)
-            raise
-        yield Execute("UNLISTEN " + quote_ident(channel), conn=conn)
-
-    # -- receiving -------------------------------------------------------
 
     def _take(self) -> Optional[Event]:
         item = self._queue.popleft()

@@ -25,9 +25,10 @@ from typing import (
 
 from .._shared.channels import check_channel
 from .._shared.fanout import Feed, Reader
-from .._shared.pubsub import VERIFY_TIMEOUT, Procedure, PubSubCore, T, split_options
+from .._shared.pubsub import Procedure, PubSubCore, T, split_options
 from .._shared.reconnect import ReconnectPolicy
 from .._shared.requests import Clock, Close, Exclusive, Execute, Idle, Open, Sleep, Wait
+from .._shared.verifying import VERIFY_TIMEOUT
 from ..conninfo import make_params
 from ..errors import InterfaceError
 from ..protocol.events import Event, check_bound_options
@@ -97,7 +98,8 @@ class AsyncPubSub(PubSubCore):
 
     async def verify(self, timeout: float = VERIFY_TIMEOUT) -> None:
         """Prove that LISTEN works here: a notification to a private channel must come back
-        within ``timeout`` seconds (``OperationalError`` otherwise)."""
+        within ``timeout`` seconds, which bound the whole call (``OperationalError``
+        otherwise; a server that does not answer in time closes the connection)."""
         await self._drive(self._verify(timeout))
 
     # -- receiving -------------------------------------------------------

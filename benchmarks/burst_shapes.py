@@ -79,7 +79,7 @@ def child(lib: str, shape: str, count: int, dsn: str, recv_size: int) -> None:
     if recv_size:
         from pgwire_pubsub._blocking import socketio
 
-        socketio.RECV_SIZE = recv_size
+        socketio.RECV_SIZE, socketio._SIZES = recv_size, (recv_size,)
     from pgwire_pubsub.testing.pgcluster import parse_dsn
 
     print(json.dumps(burst(lib, {"main": dict(parse_dsn(dsn))}, shape, count)))

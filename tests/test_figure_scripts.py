@@ -11,6 +11,7 @@ from typing import Any, List, Optional, Tuple
 
 import pytest
 
+from pgwire_pubsub._blocking import socketio
 from pgwire_pubsub.protocol import _bulk as bulk
 from pgwire_pubsub.protocol import decoder as decoder_module
 from pgwire_pubsub.testing.pgcluster import Server
@@ -60,6 +61,18 @@ def test_burst_shapes(pg: Server, tmp_path: Path) -> None:
     text = out.read_text()
     for shape in burst_shapes.SHAPES:
         assert f"| {shape} | " in text
+
+
+def test_burst_shapes_reads_in_the_size_asked(pg: Server, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``--recv-size`` sets what the reads take (a setting the read path no longer used
+    once went unnoticed)."""
+    monkeypatch.setattr(socketio, "RECV_SIZE", socketio.RECV_SIZE)  # put back afterwards
+    monkeypatch.setattr(socketio, "_SIZES", socketio._SIZES)
+    burst_shapes.child("pgwire_pubsub", next(iter(burst_shapes.SHAPES)), 50,
+                       pg.dsn(sslmode="disable"), 1000)
+    assert socketio._SIZES == (1000,)
+    assert '"cpu_us"' in capsys.readouterr().out
 
 
 def test_syscall_timing(pg: Server, tmp_path: Path) -> None:

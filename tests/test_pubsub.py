@@ -703,7 +703,7 @@ def test_burst_over_tls_in_reads_shorter_than_a_record(
     it waits inside the TLS layer, where select cannot see it, and must still be taken."""
     if not pg.has_tls:
         pytest.skip("server has no TLS")
-    monkeypatch.setattr(socketio, "RECV_SIZE", 100)  # the read buffer is sized on connecting
+    monkeypatch.setattr(socketio, "_SIZES", (100,))  # every read, start-up's too
     pubsub = connect(sslmode="require", connect_timeout=5)  # start-up is read this way too
     pubsub.listen("burst")
     out = pg.psql(

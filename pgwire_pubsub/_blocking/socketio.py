@@ -33,7 +33,8 @@ def remaining(deadline: Optional[float]) -> Optional[float]:
     return left
 
 
-_SIZES = (RECV_SIZE,)  # one read of at most this many bytes (see _read_into)
+_SIZES = (RECV_SIZE,)  # one read of at most this many bytes (see _read_into); to read
+# less (tests, benchmarks), set this, not RECV_SIZE
 
 _INTERRUPTS = {int(signal.SIGINT), int(signal.SIGTERM)}
 

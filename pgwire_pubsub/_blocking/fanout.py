@@ -19,7 +19,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Iterator, List, Optional, Tuple
 
 from .._shared.fanout import Reader
-from .._shared.pubsub import Procedure, T
+from .._shared.requests import Procedure, T
 from ..errors import InterfaceError
 from ..protocol.events import Event
 

@@ -14,9 +14,20 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, Uni
 
 from .._shared.channels import check_channel, check_payload, quote_ident
 from .._shared.fanout import Reader
-from .._shared.pubsub import Procedure, PubSubCore, T, split_options
+from .._shared.pubsub import PubSubCore, split_options
 from .._shared.reconnect import ReconnectPolicy
-from .._shared.requests import Clock, Close, Exclusive, Execute, Idle, Open, Sleep, Wait
+from .._shared.requests import (
+    Clock,
+    Close,
+    Exclusive,
+    Execute,
+    Idle,
+    Open,
+    Procedure,
+    Sleep,
+    T,
+    Wait,
+)
 from .._shared.verifying import VERIFY_TIMEOUT
 from ..conninfo import make_params
 from ..errors import InterfaceError, OperationalError

@@ -16,13 +16,11 @@ from __future__ import annotations
 from typing import (
     Any,
     Callable,
-    Generator,
     Iterable,
     List,
     Optional,
     Set,
     Tuple,
-    TypeVar,
     Union,
 )
 
@@ -33,12 +31,19 @@ from ..protocol.pending import Pending
 from .channels import check_channel, check_payload, notify_statement, quote_ident, text_array
 from .fanout import Hub
 from .reconnect import ReconnectPolicy
-from .requests import Clock, Close, Exclusive, Execute, Idle, Open, Sleep, Wait
+from .requests import (
+    Clock,
+    Close,
+    Exclusive,
+    Execute,
+    Idle,
+    Open,
+    Procedure,
+    Sleep,
+    Wait,
+)
 from .routing import Routing
 from .verifying import VERIFY_TIMEOUT, Verifying
-
-T = TypeVar("T")
-Procedure = Generator[Any, Any, T]
 
 # Items per statement in notify_many (a few hundred kB of parameters).
 BATCH_SIZE = 5000

@@ -20,12 +20,15 @@ passes (``TimeoutError``), or when the connection is closed or lost.
 from __future__ import annotations
 
 import ssl
-from typing import Any, Generator, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Generator, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 from ..protocol.machine import Machine
 
 Address = Tuple[int, Tuple[Any, ...]]  # (family, sockaddr), as getaddrinfo gives them
 SocketOption = Tuple[int, int, int]  # (level, option, value) for setsockopt
+
+T = TypeVar("T")
+Procedure = Generator[Any, Any, T]  # yields requests, returns a T
 
 
 class Resolve(NamedTuple):

@@ -3,16 +3,13 @@ server's LISTEN in step with what is wanted (``PubSubCore`` mixes this in)."""
 
 from __future__ import annotations
 
-from typing import Any, Generator, List, Optional, Set, TypeVar
+from typing import Any, List, Optional, Set
 
 from ..protocol.events import Bound
 from ..protocol.pending import Pending
 from .channels import quote_ident
 from .fanout import Hub
-from .requests import Exclusive
-
-T = TypeVar("T")
-Procedure = Generator[Any, Any, T]
+from .requests import Exclusive, Procedure
 
 
 class Routing:

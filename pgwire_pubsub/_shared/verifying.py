@@ -4,16 +4,13 @@ caller's timeout (``PubSubCore`` mixes this in)."""
 from __future__ import annotations
 
 import secrets
-from typing import Any, Callable, Generator, Optional, Set, TypeVar
+from typing import Any, Callable, Optional, Set
 
 from ..errors import OperationalError
 from ..protocol.events import Bound
 from ..protocol.pending import Pending
 from .channels import notify_statement, quote_ident
-from .requests import Clock, Execute
-
-T = TypeVar("T")
-Procedure = Generator[Any, Any, T]
+from .requests import Clock, Execute, Procedure
 
 VERIFY_TIMEOUT = 5.0
 

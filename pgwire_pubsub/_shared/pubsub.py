@@ -60,6 +60,8 @@ PUBSUB_OPTIONS = (
     "max_pending",
     "overflow",
 )
+
+
 def check_options(
     health_check_interval: Optional[float], max_pending: Optional[int], overflow: str
 ) -> None:
@@ -210,7 +212,7 @@ class PubSubCore(Verifying, Routing):
         rows = yield from self._execute("SELECT pg_catalog.pg_notification_queue_usage()")
         return float(rows[0][0])
 
-    # -- verify ----------------------------------------------------------
+    # -- receiving -------------------------------------------------------
 
     def _take(self) -> Optional[Event]:
         item = self._queue.popleft()

@@ -673,19 +673,28 @@ def test_every_sigterm_during_notifies_interrupts(
             handled.append(signum)
             raise KeyboardInterrupt
 
-        def send_sigterm():
+        # The sender thread and the main thread speak through pipes: a lock (a Timer's
+        # start, an Event) taken by the main thread as the handler raises can be left
+        # broken by it, which would fail this test for the test's own sake.
+        go_r, go_w = os.pipe()
+        done_r, done_w = os.pipe()
+
+        def send_sigterms():
             if {taker == "main thread"!r}:  # the main thread is then the only one to take it
                 signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM}})
-            os.kill(os.getpid(), signal.SIGTERM)
+            while os.read(go_r, 1):
+                time.sleep(random.uniform(0.0, 0.02))  # a random moment of the loop
+                os.kill(os.getpid(), signal.SIGTERM)
+                os.write(done_w, b"x")
 
         signal.signal(signal.SIGTERM, interrupt)
+        threading.Thread(target=send_sigterms, daemon=True).start()
         lost = set()
         for trial in range(40):
-            timer = threading.Timer(random.uniform(0.0, 0.02), send_sigterm)
             deadline = time.monotonic() + 5
             handled.clear()
             try:
-                timer.start()
+                os.write(go_w, b"x")  # returns before the signal can come
                 while not handled and time.monotonic() < deadline:
                     pubsub.notify("threads_sigterm", "x")
             except KeyboardInterrupt:
@@ -694,7 +703,7 @@ def test_every_sigterm_during_notifies_interrupts(
                 blocked = signal.pthread_sigmask(signal.SIG_BLOCK, ())
                 say(f"trial {{trial}}: not interrupted; blocked {{blocked}}")
                 break
-            timer.join()
+            os.read(done_r, 1)  # the sender is done with this trial
             try:
                 pubsub.verify(timeout=5)
             except pgwire_pubsub.OperationalError as exc:

@@ -17,12 +17,12 @@ import select
 import signal
 import socket
 import sys
-import threading
 from functools import partial
 from types import FrameType
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import pytest
+from timing import watchdog
 
 import pgwire_pubsub
 from pgwire_pubsub import InterfaceError, Notify, OperationalError
@@ -312,15 +312,12 @@ def test_an_interrupt_anywhere_while_a_command_goes_out_leaves_no_hang(pg: Serve
             if not interrupter.fired:
                 assert step > 100, "the interrupt never came"
                 break
-            watchdog = threading.Timer(10, pubsub.close)  # a hang fails, not hangs
-            watchdog.start()
             try:
-                assert pubsub.conn.execute("SELECT 'after'") == expected, step
+                with watchdog(pubsub):  # a hang fails, not hangs
+                    assert pubsub.conn.execute("SELECT 'after'") == expected, step
             except OperationalError as exc:
                 assert "interrupted while being sent" in str(exc), step
             except InterfaceError:
                 pytest.fail(f"interrupted at step {step}, the next command never ended")
-            finally:
-                watchdog.cancel()
     finally:
         pubsub.close()
